@@ -1,0 +1,33 @@
+# imagenet-t2i: reproduce "How far can we go with ImageNet for Text-to-Image generation?" (arXiv 2502.21318).
+# Tiny default: `snakemake --cores 2 reproduce_all`; paper scale: add `--configfile config/paper.yaml`.
+from imagenet_t2i import workflow as wf
+from snakemake.utils import validate
+
+# A --configfile is a complete config (config/paper.yaml, a test's): it replaces the default, never merges into it.
+if not workflow.overwrite_configfiles:
+    configfile: f"{workflow.basedir}/config/config.yaml"
+validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+
+R = wf.results_dir(config)
+CFG = wf.write_resolved_config(config)
+CODE = wf.code_version()
+
+wildcard_constraints:
+    split="train|val",
+    set="train|val|cutmix|crop",
+    kind="aio|ta",
+    aug="cutmix|crop",
+    run="|".join(config["runs"]),
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/captions.smk"
+include: "workflow/rules/shards.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+
+
+rule reproduce_all:
+    """Every run of the config trained and sampled."""
+    default_target: True
+    input:
+        expand(f"{R}/samples/{{run}}/grid.png", run=config["runs"]),

@@ -1,0 +1,1 @@
+"""Reproducible pipeline for ImageNet-only text-to-image diffusion (arXiv 2502.21318)."""

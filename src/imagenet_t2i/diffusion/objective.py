@@ -1,0 +1,108 @@
+"""The paper's training objective: epsilon prediction with CutMix/Crop swaps, CFG dropout, self-conditioning."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .schedule import add_noise, linear_gamma
+
+
+@dataclass
+class Batch:
+    """One training batch of latents and padded text."""
+
+    x0: torch.Tensor  # (N, C, h, w) scaled latents
+    text: torch.Tensor  # (N, T, D)
+    mask: torch.Tensor  # (N, T) bool, True = real token
+
+
+@dataclass
+class AugmentSource:
+    """An image-augmentation set mixed into training: swap iff t > tau and u < p."""
+
+    batch: Batch
+    tau: float
+    p: float
+
+
+def pad_to(text: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad (N, T, D) text and its (N, T) mask to ``length`` tokens."""
+    extra = length - text.shape[1]
+    if extra <= 0:
+        return text, mask
+    return F.pad(text, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
+
+
+def mix_batches(base: Batch, t: torch.Tensor, sources: list[AugmentSource], generator: torch.Generator) -> tuple[Batch, torch.Tensor]:
+    """Replace samples by their augmented counterparts (latent AND caption) by the timestep rule.
+
+    Sources are tried in order; a sample swapped by one source is not swapped again. Returns the
+    mixed batch and the (N,) long tensor of the source index used (0 = base, i + 1 = sources[i]).
+    """
+    n = t.shape[0]
+    chosen = torch.zeros(n, dtype=torch.long)
+    x0, text, mask = base.x0, base.text, base.mask
+    for i, src in enumerate(sources):
+        u = torch.rand(n, generator=generator)
+        swap = (t > src.tau) & (u < src.p) & (chosen == 0)
+        if not swap.any():
+            continue
+        length = max(text.shape[1], src.batch.text.shape[1])
+        text, mask = pad_to(text, mask, length)
+        s_text, s_mask = pad_to(src.batch.text, src.batch.mask, length)
+        x0 = torch.where(swap.view(-1, 1, 1, 1), src.batch.x0, x0)
+        text = torch.where(swap.view(-1, 1, 1), s_text, text)
+        mask = torch.where(swap.view(-1, 1), s_mask, mask)
+        chosen[swap] = i + 1
+    return Batch(x0, text, mask), chosen
+
+
+def drop_captions(batch: Batch, uncond: torch.Tensor, p: float, generator: torch.Generator) -> Batch:
+    """Classifier-free guidance training: replace the caption by the unconditional one with probability p.
+
+    ``uncond`` is the (L0, D) encoding of the empty caption; its mask is True on its L0 tokens.
+    """
+    n = batch.x0.shape[0]
+    drop = torch.rand(n, generator=generator) < p
+    if not drop.any():
+        return batch
+    length = max(batch.text.shape[1], uncond.shape[0])
+    text, mask = pad_to(batch.text, batch.mask, length)
+    u_text = F.pad(uncond, (0, 0, 0, length - uncond.shape[0]))  # (T, D)
+    u_mask = torch.arange(length) < uncond.shape[0]  # (T,)
+    text = torch.where(drop.view(-1, 1, 1), u_text.expand_as(text), text)
+    mask = torch.where(drop.view(-1, 1), u_mask.expand_as(mask), mask)
+    return Batch(batch.x0, text, mask)
+
+
+def diffusion_loss(
+    model: torch.nn.Module,
+    base: Batch,
+    sources: list[AugmentSource],
+    uncond: torch.Tensor,
+    generator: torch.Generator,
+    cfg_dropout: float = 0.1,
+    self_cond_rate: float = 0.0,
+) -> tuple[torch.Tensor, dict]:
+    """One training loss of the paper: eps-prediction MSE, gamma = 1 - t, unweighted.
+
+    Order (official): draw t, swap in CutMix/Crop samples by the timestep rule, drop captions for
+    CFG, noise, optional RIN self-conditioning pass (whole batch, with probability ``self_cond_rate``).
+    """
+    n = base.x0.shape[0]
+    t = torch.rand(n, generator=generator)
+    batch, chosen = mix_batches(base, t, sources, generator)
+    batch = drop_captions(batch, uncond, cfg_dropout, generator)
+    gamma = linear_gamma(t)
+    eps = torch.randn(batch.x0.shape, generator=generator)
+    x_t = add_noise(batch.x0, eps, gamma)
+    prev = None
+    if self_cond_rate > 0 and torch.rand((), generator=generator).item() < self_cond_rate:
+        with torch.no_grad():
+            _, prev = model(x_t, gamma, batch.text, batch.mask)
+    eps_hat, _ = model(x_t, gamma, batch.text, batch.mask, prev_latents=prev)
+    loss = F.mse_loss(eps_hat, eps)
+    stats = {f"frac_source_{i}": (chosen == i).float().mean().item() for i in range(1, len(sources) + 1)}
+    return loss, stats

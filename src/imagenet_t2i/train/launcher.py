@@ -1,0 +1,119 @@
+"""Launch a training run through submitit (local or SLURM), block on it, and record provenance.
+
+Snakemake calls this from a local rule: it submits the job, writes a job-id sidecar in the run's
+state folder (outside declared outputs) so a restarted workflow re-attaches to a live SLURM job,
+streams the job's log, exits non-zero when the job fails, and cancels the job on Ctrl-C / SIGTERM.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import submitit
+
+from ..config import run_shard_sets
+from ..io import read_json, write_json
+from ..provenance import make_record, path_hash, write_record
+from .loop import Trainer
+
+
+class TrainingFailed(RuntimeError):
+    """The training job ended in failure; the message names its log files."""
+
+
+def make_executor(cluster: dict, folder: Path, threads: int) -> submitit.Executor:
+    """An executor for ``cluster.backend`` (always explicit: AutoExecutor picks SLURM whenever srun exists)."""
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster["backend"])
+    params: dict = {"timeout_min": cluster["timeout_min"], "cpus_per_task": max(threads, cluster.get("cpus_per_task", 1))}
+    if cluster["backend"] == "slurm":
+        params.update(slurm_signal_delay_s=120, gpus_per_node=cluster.get("gpus_per_node", 0),
+                      tasks_per_node=max(cluster.get("gpus_per_node", 0), 1))
+        if "partition" in cluster:
+            params["slurm_partition"] = cluster["partition"]
+        if "mem_gb" in cluster:
+            params["mem_gb"] = cluster["mem_gb"]
+    executor.update_parameters(**params)
+    return executor
+
+
+def _reattach(sidecar: Path, cluster: dict, folder: Path) -> submitit.Job | None:
+    """The still-running SLURM job recorded in the sidecar, if any (local jobs die with their parent)."""
+    if cluster["backend"] != "slurm" or not sidecar.exists():
+        return None
+    job = submitit.SlurmJob(folder=folder, job_id=read_json(sidecar)["job_id"])
+    return None if job.state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY") else job
+
+
+class _Tail:
+    """Forward new lines of the job's log files to our stdout (a live progress view)."""
+
+    def __init__(self, job: submitit.Job) -> None:
+        self.files = [job.paths.stdout, job.paths.stderr]
+        self.offsets = [0, 0]
+
+    def pump(self) -> None:
+        for i, path in enumerate(self.files):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self.offsets[i])
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            if data:
+                self.offsets[i] += len(data)
+                sys.stdout.write(data.decode(errors="replace"))
+                sys.stdout.flush()
+
+
+def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | Path, state_dir: str | Path,
+           until: int | None = None, poll_s: float = 1.0) -> dict:
+    """Run ``Trainer`` as a submitit job and block until it ends; returns the provenance record."""
+    out_dir, state_dir = Path(out_dir), Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    folder = state_dir / "submitit"
+    sidecar = state_dir / "job.json"
+    t0 = time.time()
+    job = _reattach(sidecar, cluster, folder)
+    if job is None:
+        executor = make_executor(cluster, folder, run_cfg["train"]["threads"])
+        job = executor.submit(Trainer(run_cfg, str(shard_root), str(out_dir), str(state_dir), until))
+        write_json(sidecar, {"job_id": job.job_id, "cluster": cluster["backend"], "submitted": t0})
+    print(f"[{run_cfg['name']}] job {job.job_id} on {cluster['backend']}; logs: {job.paths.stderr}", flush=True)
+
+    def cancel(signum: int, _frame: FrameType | None) -> None:
+        print(f"[{run_cfg['name']}] signal {signum}: cancelling job {job.job_id}", flush=True)
+        job.cancel(check=False)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)}
+    tail = _Tail(job)
+    try:
+        while not job.done():
+            tail.pump()
+            time.sleep(poll_s)
+        tail.pump()
+        try:
+            summary = job.result()
+        except Exception as e:  # submitit re-raises the job's failure
+            raise TrainingFailed(f"training run '{run_cfg['name']}' failed (job {job.job_id}); see "
+                                 f"{job.paths.stderr}\n{e}") from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if not summary.get("finished"):
+        return {"finished": False, "step": summary["step"], "job_id": job.job_id}
+    sidecar.unlink(missing_ok=True)
+    inputs = {name: Path(shard_root) / name for name in run_shard_sets(run_cfg).values()}
+    record = make_record("train", run_cfg, inputs, [out_dir / "final", out_dir / "train.csv"], time.time() - t0,
+                         {"job": {"id": job.job_id, "cluster": cluster["backend"], "state": job.state,
+                                  "attempts": _attempts(state_dir)}, "summary": summary,
+                          "checkpoint_sha256": path_hash(out_dir / "final" / "model.safetensors")})
+    write_record(out_dir, record)
+    return record
+
+
+def _attempts(state_dir: Path) -> int:
+    return len(list((state_dir / "submitit").glob("*_submitted.pkl")))

@@ -1,0 +1,67 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from imagenet_t2i.config import ConfigError, load_config, resolve_run, run_shard_sets, validate_config
+
+from .conftest import REPO
+
+DEFAULT = REPO / "config" / "config.yaml"
+
+
+def test_default_config_declares_the_paper_grid_for_both_models():
+    config = load_config(DEFAULT)
+    grid = {(r["model"], r["captions"], r["augment"]) for r in config["runs"].values()}
+    for model in ("dit_i", "cad_i"):
+        for caps, aug in [("aio", "none"), ("ta", "none"), ("ta", "cutmix"), ("ta", "crop"), ("ta", "cutmix+crop")]:
+            assert (model, caps, aug) in grid
+
+
+def test_defaults_are_filled():
+    config = load_config(DEFAULT)
+    assert config["train"]["objective"] == "eps"
+    assert config["train"]["optimizer"]["cad_i"]["cosine_fraction"] == 0.7
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["train"].pop("steps"), "train"),
+        (lambda c: c["train"].__setitem__("stepz", 3), "stepz"),
+        (lambda c: c["train"].__setitem__("batch_size", 0), "train.batch_size"),
+        (lambda c: c["runs"]["dit_i_ta"].__setitem__("augment", "mixup"), "runs.dit_i_ta.augment"),
+        (lambda c: c["runs"]["dit_i_ta"].__setitem__("model", "unet"), "runs.dit_i_ta.model"),
+        (lambda c: c["source"].__setitem__("colors", ["red", "teal"]), "source.colors.1"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(edit, key):
+    config = yaml.safe_load(DEFAULT.read_text())
+    edit(config)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_resolve_run_merges_optimizer_and_steps():
+    config = load_config(DEFAULT)
+    config = copy.deepcopy(config)
+    config["runs"]["cad_i_ta_cutmix_crop"]["steps"] = 7
+    run = resolve_run(config, "cad_i_ta_cutmix_crop")
+    assert run["train"]["steps"] == 7
+    assert run["train"]["optimizer"]["name"] == "lamb"
+    assert run_shard_sets(run) == {"train": "train_ta", "cutmix": "cutmix_ta", "crop": "crop_ta"}
+    with pytest.raises(ConfigError, match="runs.nope"):
+        resolve_run(config, "nope")
+
+
+def test_cli_rejects_bad_config_with_exit_code_and_key(tmp_path):
+    config = yaml.safe_load(DEFAULT.read_text())
+    config["sample"]["guidance"] = "high"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "imagenet_t2i.cli", "validate", "--config", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "sample.guidance" in proc.stderr

@@ -1,0 +1,115 @@
+import math
+
+import torch
+
+from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss, drop_captions, mix_batches
+from imagenet_t2i.diffusion.sampler import ddim_sample
+from imagenet_t2i.diffusion.schedule import add_noise, cosine_gamma, linear_gamma
+
+
+def test_schedules():
+    t = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.allclose(linear_gamma(t), torch.tensor([1.0, 0.5, 1e-9]))
+    g = cosine_gamma(torch.linspace(0, 1, 11))
+    assert g[0] > 0.9999 and g[-1] < 1e-6
+    assert torch.all(g[1:] < g[:-1])
+    x0, eps = torch.ones(10000, 1, 1, 1), torch.randn(10000, 1, 1, 1)
+    xt = add_noise(x0, eps, torch.full((10000,), 0.25))
+    assert abs(xt.mean().item() - 0.5) < 0.03 and abs(xt.var().item() - 0.75) < 0.05
+
+
+def _batch(n: int, value: float, length: int) -> Batch:
+    return Batch(torch.full((n, 3, 4, 4), value), torch.full((n, length, 8), value), torch.ones(n, length, dtype=torch.bool))
+
+
+def test_cutmix_timestep_rule_swaps_latent_and_caption_together():
+    n = 20000
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(n, generator=g)
+    mixed, chosen = mix_batches(_batch(n, 0.0, 3), t, [AugmentSource(_batch(n, 1.0, 5), 0.4, 0.5)], g)
+    swapped = chosen == 1
+    assert abs(swapped.float().mean().item() - 0.3) < 0.02  # P(t > 0.4) * 0.5
+    assert torch.all(t[swapped] > 0.4)
+    assert torch.all(mixed.x0[swapped] == 1) and torch.all(mixed.x0[~swapped] == 0)
+    assert torch.all(mixed.text[swapped] == 1) and torch.all(mixed.mask[swapped].sum(1) == 5)
+    assert torch.all(mixed.mask[~swapped].sum(1) == 3) and torch.all(mixed.text[~swapped][:, 3:] == 0)
+
+
+def test_second_source_never_reswaps():
+    n = 20000
+    g = torch.Generator().manual_seed(1)
+    t = torch.rand(n, generator=g)
+    _, chosen = mix_batches(_batch(n, 0.0, 3), t, [AugmentSource(_batch(n, 1.0, 3), 0.4, 0.5),
+                                                   AugmentSource(_batch(n, 2.0, 3), 0.0, 0.3)], g)
+    frac_crop = (chosen == 2).float().mean().item()
+    assert abs(frac_crop - 0.7 * 0.3) < 0.02  # only the 70% not taken by CutMix can become crops
+
+
+def test_caption_dropout_uses_unconditional_embedding():
+    n = 20000
+    g = torch.Generator().manual_seed(2)
+    uncond = torch.full((2, 8), 7.0)
+    out = drop_captions(_batch(n, 1.0, 4), uncond, 0.1, g)
+    dropped = out.text[:, 0, 0] == 7
+    assert abs(dropped.float().mean().item() - 0.1) < 0.01
+    assert torch.all(out.mask[dropped] == torch.tensor([True, True, False, False]))
+    assert torch.all(out.text[dropped][:, 2:] == 0)
+
+
+class Oracle(torch.nn.Module):
+    """Knows the data is a single point c: returns the exact noise of x_t."""
+
+    def __init__(self, c: torch.Tensor, scale: float = 1.0):
+        super().__init__()
+        self.c, self.scale, self.calls = c, scale, []
+
+    def forward(self, x, gamma, text, mask, prev_latents=None):
+        self.calls.append(prev_latents)
+        g = gamma.view(-1, 1, 1, 1)
+        eps = (x - g.sqrt() * self.c) / (1 - g).clamp(min=1e-12).sqrt()
+        return eps * self.scale, torch.ones(x.shape[0], 2, 3)
+
+
+def test_loss_is_zero_for_the_oracle_and_one_for_zero_prediction():
+    c = torch.full((1, 3, 4, 4), 0.3)
+    base = Batch(c.expand(64, -1, -1, -1).clone(), torch.zeros(64, 2, 8), torch.ones(64, 2, dtype=torch.bool))
+    g = torch.Generator().manual_seed(3)
+    loss, _ = diffusion_loss(Oracle(c), base, [], torch.zeros(1, 8), g)
+    assert loss.item() < 1e-3
+    loss0, _ = diffusion_loss(Oracle(c, scale=0.0), base, [], torch.zeros(1, 8), g)
+    assert abs(loss0.item() - 1.0) < 0.1
+
+
+def test_self_conditioning_feeds_first_pass_latents():
+    c = torch.zeros(1, 3, 4, 4)
+    base = Batch(c.expand(4, -1, -1, -1).clone(), torch.zeros(4, 2, 8), torch.ones(4, 2, dtype=torch.bool))
+    model = Oracle(c)
+    diffusion_loss(model, base, [], torch.zeros(1, 8), torch.Generator().manual_seed(0), self_cond_rate=1.0)
+    assert model.calls[0] is None and model.calls[1] is not None and len(model.calls) == 2
+
+
+def test_ddim_recovers_the_data_point_and_clamps():
+    c = torch.full((1, 3, 4, 4), 0.5)
+    text, mask = torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    out = ddim_sample(Oracle(c), text, mask, torch.zeros(1, 8), (3, 4, 4), steps=10, guidance=3.0,
+                      generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, c.expand(2, -1, -1, -1), atol=1e-4)
+    far = torch.full((1, 3, 4, 4), 3.0)
+    clamped = ddim_sample(Oracle(far), text, mask, torch.zeros(1, 8), (3, 4, 4), steps=10, clamp=1.0)
+    assert clamped.max() <= 1.0 + 1e-6
+
+
+class MaskModel(torch.nn.Module):
+    """eps = number of real text tokens: tells conditional (3 tokens) from unconditional (1) passes."""
+
+    def forward(self, x, gamma, text, mask, prev_latents=None):
+        return mask.sum(1).float().view(-1, 1, 1, 1).expand_as(x).clone(), None
+
+
+def test_guidance_is_the_standard_scale():
+    from imagenet_t2i.diffusion.sampler import guided_eps
+
+    x = torch.zeros(2, 3, 4, 4)
+    eps, _ = guided_eps(MaskModel(), x, torch.full((2,), 0.5), torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool),
+                        torch.zeros(1, 8), guidance=5.0, prev_latents=None)
+    assert math.isclose(eps[0, 0, 0, 0].item(), 1 + 5.0 * (3 - 1))  # eps_u + s (eps_c - eps_u)

@@ -1,0 +1,30 @@
+rule source:
+    """Source images: the synthetic world (tiny) or an ImageNet index (paper)."""
+    output:
+        directory(f"{R}/data/{{split}}"),
+    params:
+        code=CODE,
+        source=config["source"],
+    log:
+        f"{R}/logs/source_{{split}}.log",
+    resources:
+        mem_mb=2000,
+    shell:
+        "imagenet-t2i source --config {CFG} --split {wildcards.split} --out {output} > {log} 2>&1"
+
+
+rule augment:
+    """One CutMix / Crop composite per training image (paper-spec section 3)."""
+    input:
+        f"{R}/data/train",
+    output:
+        directory(f"{R}/augment/{{aug}}"),
+    params:
+        code=CODE,
+        augment=config.get("augment", {}),
+    log:
+        f"{R}/logs/augment_{{aug}}.log",
+    resources:
+        mem_mb=2000,
+    shell:
+        "imagenet-t2i augment --config {CFG} --kind {wildcards.aug} --source {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,19 @@
+rule sample_grid:
+    """A grid of samples of the config's grid prompts from a run's final weights."""
+    input:
+        model=f"{R}/runs/{{run}}/final",
+        shards=lambda w: wf.run_shards(config, w.run)[0],
+    output:
+        grid=f"{R}/samples/{{run}}/grid.png",
+        images=directory(f"{R}/samples/{{run}}/images"),
+    params:
+        code=CODE,
+        sample=config["sample"],
+    threads: 1
+    log:
+        f"{R}/logs/sample_{{run}}.log",
+    resources:
+        mem_mb=2000,
+    shell:
+        "imagenet-t2i sample --config {CFG} --model {input.model} --uncond {input.shards} "
+        "--out {output.images} --grid {output.grid} > {log} 2>&1"

@@ -1,0 +1,25 @@
+localrules:
+    train,
+
+
+rule train:
+    """One ablation run, trained by a submitit job (local executor or SLURM); resumable."""
+    input:
+        lambda w: wf.run_shards(config, w.run),
+    output:
+        final=directory(f"{R}/runs/{{run}}/final"),
+        log_csv=f"{R}/runs/{{run}}/train.csv",
+        checkpoints=[f"{R}/runs/{{run}}/checkpoints/{c}/model.safetensors" for c in wf.eval_checkpoint_names(config)],
+        provenance=f"{R}/runs/{{run}}/provenance.json",
+    params:
+        code=CODE,
+        run=lambda w: wf.run_hash(config, w.run),
+        state=f"{R}/state/{{run}}",
+    threads: config["train"]["threads"]
+    log:
+        f"{R}/logs/train_{{run}}.log",
+    resources:
+        mem_mb=4000,
+    shell:
+        "imagenet-t2i train --config {CFG} --run {wildcards.run} --shards {R}/shards "
+        "--out {R}/runs/{wildcards.run} --state {params.state} 2>&1 | tee {log}"
