@@ -73,11 +73,20 @@ def cmd_augment(args: argparse.Namespace) -> None:
 
 
 def cmd_captions(args: argparse.Namespace) -> None:
-    from .captions import make_captioner, write_captions
+    from .captions import AIOCaptioner, SceneCaptioner, write_captions
+    from .io import read_json, read_jsonl
 
     config = _config(args.config)
+    images = Path(args.images)
     t0 = time.time()
-    write_captions(args.images, make_captioner(args.kind, config["captions"], args.images, seed=config["seed"]), args.out)
+    if args.kind == "aio":
+        records, captioner = read_jsonl(images / "index.jsonl"), AIOCaptioner(read_json(images / "classes.json"))
+    elif config["captions"]["backend"] == "scene":
+        records, captioner = read_jsonl(images / "scenes.jsonl"), SceneCaptioner(seed=config["seed"])
+    else:
+        raise ConfigError("config key 'captions.backend': the LLaVA-NeXT captioner is not implemented yet; "
+                          "use 'scene' (synthetic world) or supply a captions JSONL (docs/formats.md)")
+    write_captions(records, captioner, args.out)
     _provenance("captions", {"kind": args.kind, **config["captions"]}, {"images": args.images}, args.out, t0)
 
 

@@ -27,6 +27,12 @@ class AugmentSource:
     p: float
 
 
+def _rand(shape: tuple[int, ...] | int, generator: torch.Generator, device: torch.device, normal: bool = False) -> torch.Tensor:
+    """Draw on the CPU generator (reproducible on any device), then move."""
+    shape = (shape,) if isinstance(shape, int) else shape
+    return (torch.randn if normal else torch.rand)(shape, generator=generator).to(device, non_blocking=True)
+
+
 def pad_to(text: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad (N, T, D) text and its (N, T) mask to ``length`` tokens."""
     extra = length - text.shape[1]
@@ -42,10 +48,10 @@ def mix_batches(base: Batch, t: torch.Tensor, sources: list[AugmentSource], gene
     mixed batch and the (N,) long tensor of the source index used (0 = base, i + 1 = sources[i]).
     """
     n = t.shape[0]
-    chosen = torch.zeros(n, dtype=torch.long)
+    chosen = torch.zeros(n, dtype=torch.long, device=t.device)
     x0, text, mask = base.x0, base.text, base.mask
     for i, src in enumerate(sources):
-        u = torch.rand(n, generator=generator)
+        u = _rand(n, generator, t.device)
         swap = (t > src.tau) & (u < src.p) & (chosen == 0)
         if not swap.any():
             continue
@@ -65,13 +71,13 @@ def drop_captions(batch: Batch, uncond: torch.Tensor, p: float, generator: torch
     ``uncond`` is the (L0, D) encoding of the empty caption; its mask is True on its L0 tokens.
     """
     n = batch.x0.shape[0]
-    drop = torch.rand(n, generator=generator) < p
+    drop = _rand(n, generator, batch.x0.device) < p
     if not drop.any():
         return batch
     length = max(batch.text.shape[1], uncond.shape[0])
     text, mask = pad_to(batch.text, batch.mask, length)
-    u_text = F.pad(uncond, (0, 0, 0, length - uncond.shape[0]))  # (T, D)
-    u_mask = torch.arange(length) < uncond.shape[0]  # (T,)
+    u_text = F.pad(uncond, (0, 0, 0, length - uncond.shape[0])).to(text)  # (T, D)
+    u_mask = torch.arange(length, device=mask.device) < uncond.shape[0]  # (T,)
     text = torch.where(drop.view(-1, 1, 1), u_text.expand_as(text), text)
     mask = torch.where(drop.view(-1, 1), u_mask.expand_as(mask), mask)
     return Batch(batch.x0, text, mask)
@@ -91,18 +97,18 @@ def diffusion_loss(
     Order (official): draw t, swap in CutMix/Crop samples by the timestep rule, drop captions for
     CFG, noise, optional RIN self-conditioning pass (whole batch, with probability ``self_cond_rate``).
     """
-    n = base.x0.shape[0]
-    t = torch.rand(n, generator=generator)
+    n, device = base.x0.shape[0], base.x0.device
+    t = _rand(n, generator, device)
     batch, chosen = mix_batches(base, t, sources, generator)
     batch = drop_captions(batch, uncond, cfg_dropout, generator)
     gamma = linear_gamma(t)
-    eps = torch.randn(batch.x0.shape, generator=generator)
+    eps = _rand(tuple(batch.x0.shape), generator, device, normal=True)
     x_t = add_noise(batch.x0, eps, gamma)
     prev = None
     if self_cond_rate > 0 and torch.rand((), generator=generator).item() < self_cond_rate:
         with torch.no_grad():
             _, prev = model(x_t, gamma, batch.text, batch.mask)
     eps_hat, _ = model(x_t, gamma, batch.text, batch.mask, prev_latents=prev)
-    loss = F.mse_loss(eps_hat, eps)
+    loss = F.mse_loss(eps_hat.float(), eps)
     stats = {f"frac_source_{i}": (chosen == i).float().mean().item() for i in range(1, len(sources) + 1)}
     return loss, stats

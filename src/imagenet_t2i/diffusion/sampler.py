@@ -22,14 +22,15 @@ def guided_eps(
     n = x.shape[0]
     length = max(text.shape[1], uncond.shape[0])
     text, mask = pad_to(text, mask, length)
-    u_text = torch.zeros(n, length, text.shape[2], dtype=text.dtype)
+    u_text = torch.zeros(n, length, text.shape[2], dtype=text.dtype, device=text.device)
     u_text[:, : uncond.shape[0]] = uncond
-    u_mask = (torch.arange(length) < uncond.shape[0]).expand(n, length)
+    u_mask = (torch.arange(length, device=mask.device) < uncond.shape[0]).expand(n, length)
     eps, latents = model(
         torch.cat([x, x]), torch.cat([gamma, gamma]), torch.cat([text, u_text]), torch.cat([mask, u_mask]),
         prev_latents=prev_latents,
     )
     eps_c, eps_u = eps.chunk(2)
+    eps_c, eps_u = eps_c.float(), eps_u.float()
     return eps_u + guidance * (eps_c - eps_u), latents
 
 
@@ -53,8 +54,8 @@ def ddim_sample(
     (self-conditioning at inference).
     """
     n = text.shape[0]
-    x = torch.randn((n, *shape), generator=generator)
-    ts = torch.linspace(1.0, 0.0, steps + 1)
+    x = torch.randn((n, *shape), generator=generator).to(text.device)
+    ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
     prev = None
     for i in tqdm(range(steps), disable=not progress, desc="ddim", leave=False):
         g = cosine_gamma(ts[i]).expand(n)

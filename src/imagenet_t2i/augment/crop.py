@@ -1,0 +1,39 @@
+"""Crop augmentation: a random square crop resized back to the image side ([our choice], paper-spec 3)."""
+from __future__ import annotations
+
+import numpy as np
+
+from imagenet_t2i.augment.boxes import keep_object, transform_box
+from imagenet_t2i.augment.geometry import crop_window
+from imagenet_t2i.augment.images import check_image, resize_square
+
+
+def apply_crop(
+    img: np.ndarray, scene: dict, scale: tuple[float, float], rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
+    """Crop a square of side U(scale) x R at a uniform position and resize it back to R.
+
+    Boxes are mapped into the new frame and clipped; objects mostly outside the crop are dropped
+    (see ``augment.boxes``). Backgrounds are kept as listed (their layout is not recorded).
+    """
+    size = check_image(img, scene, "image")
+    x, y, side = crop_window(size, scale, rng)
+    out = resize_square(img[y : y + side, x : x + side], size)
+    objects = None
+    if scene.get("objects") is not None:
+        s = size / side
+        objects = []
+        for obj in scene["objects"]:
+            full = transform_box(obj["box"], s, -x * s, -y * s)
+            if (kept := keep_object(obj, full, size, (0, 0, size, size), inside=True)) is not None:
+                objects.append(kept)
+    return out, {
+        "key": f"crop_{scene['key']}",
+        "size": size,
+        "source": "crop",
+        "backgrounds": scene.get("backgrounds"),
+        "objects": objects,
+        "parents": [scene["key"]],
+        "pattern": "crop",
+        "region": [x, y, x + side, y + side],
+    }

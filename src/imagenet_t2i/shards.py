@@ -1,0 +1,256 @@
+"""Encode + shard stage: a folder of images and its captions -> WebDataset tars (docs/formats.md, "Shards").
+
+Each sample holds the preprocessed image, its caption, the autoencoder posterior mean/std and the
+unpadded text embedding (all float16). Samples are written in a seeded random order (ImageNet's
+index is sorted by class; streaming readers only shuffle locally). Shard ``i`` always holds the
+records ``order[i*shard_size : (i+1)*shard_size]`` minus unreadable images, so an interrupted run
+resumes at the first unfinished shard, and a finished run with the same inputs is not redone.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+from tqdm import tqdm
+
+from imagenet_t2i.encode.autoencoder import Autoencoder
+from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess, to_tensor
+from imagenet_t2i.encode.text import TextEncoder
+from imagenet_t2i.io import atomic_write, read_json, read_jsonl, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+UNCOND = "uncond.npy"
+PROGRESS = ".progress.json"  # finished shards of an interrupted run; removed once manifest.json exists
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:06d}.tar"
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def image_bytes(img: np.ndarray, fmt: str) -> bytes:
+    """Encode an (H, W, 3) uint8 image as ``png`` or ``jpg`` (quality 95)."""
+    buf = io.BytesIO()
+    if fmt == "png":
+        Image.fromarray(img).save(buf, format="PNG")
+    elif fmt == "jpg":
+        Image.fromarray(img).save(buf, format="JPEG", quality=95)
+    else:
+        raise ValueError(f"image_format must be 'png' or 'jpg', got {fmt!r}")
+    return buf.getvalue()
+
+
+def read_captions(path: str | os.PathLike) -> dict[str, str]:
+    """key -> caption from a captions JSONL; a key listed twice with different captions is an error."""
+    captions: dict[str, str] = {}
+    for row in read_jsonl(path):
+        key, caption = row["key"], row["caption"]
+        if captions.get(key, caption) != caption:
+            raise ValueError(f"{path}: key {key!r} has two different captions; keep one line per key")
+        captions[key] = caption
+    return captions
+
+
+class _CaptionCache:
+    """Encode each distinct caption once while it stays in a byte-bounded LRU (AIO captions repeat per class)."""
+
+    def __init__(self, encoder: TextEncoder, max_bytes: int = 256 << 20):
+        self.encoder, self.max_bytes, self.bytes = encoder, max_bytes, 0
+        self.cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        fresh = dict(zip(missing, self.encoder.encode(missing))) if missing else {}
+        for t in dict.fromkeys(texts):
+            if t in self.cache:
+                self.cache.move_to_end(t)
+        out = [fresh[t] if t in fresh else self.cache[t] for t in texts]
+        for t, emb in fresh.items():
+            self.cache[t] = emb
+            self.bytes += emb.nbytes
+        while self.bytes > self.max_bytes:
+            self.bytes -= self.cache.popitem(last=False)[1].nbytes
+        return out
+
+
+def _check_index(records: list[dict], index_path: Path) -> None:
+    seen: set[str] = set()
+    for rec in records:
+        key = rec["key"]
+        if "." in key or "/" in key:
+            raise ValueError(f"{index_path}: key {key!r} contains '.' or '/', which WebDataset would split; rename it")
+        if key in seen:
+            raise ValueError(f"{index_path}: key {key!r} is listed twice; keys must be unique")
+        seen.add(key)
+
+
+def _load(split_dir: Path, rec: dict, resolution: int) -> np.ndarray | CorruptImageError:
+    try:
+        return preprocess(load_rgb(split_dir / rec["path"]), resolution)  # (R, R, 3) uint8
+    except CorruptImageError as e:
+        return e
+
+
+def _loaded_batches(pool: ThreadPoolExecutor, work: Iterable[tuple[int, list[dict]]], split_dir: Path,
+                    resolution: int, depth: int = 2) -> Iterator[tuple[int, list[tuple[dict, Any]]]]:
+    """Decode images on the thread pool, ``depth`` batches ahead of the encoder."""
+    work = iter(work)
+    pending: collections.deque[tuple[int, list[dict], list[Future]]] = collections.deque()
+
+    def submit() -> None:
+        for shard_idx, recs in itertools.islice(work, 1):
+            pending.append((shard_idx, recs, [pool.submit(_load, split_dir, r, resolution) for r in recs]))
+
+    for _ in range(depth):
+        submit()
+    while pending:
+        shard_idx, recs, futures = pending.popleft()
+        submit()
+        yield shard_idx, [(r, f.result()) for r, f in zip(recs, futures)]
+
+
+def _write_shard(path: Path, batches: Iterable[list[tuple[dict, Any]]], captions: dict[str, str],
+                 autoencoder: Autoencoder, text_encoder: _CaptionCache, image_format: str,
+                 bar: tqdm) -> tuple[int, list[dict]]:
+    """Write one tar atomically. -> (samples written, skipped records)."""
+    written, skipped = 0, []
+    with atomic_write(path, "wb") as f, wds.TarWriter(f, encoder=False, mtime=0) as tar:
+        for loaded in batches:
+            good = []
+            for rec, img in loaded:
+                if isinstance(img, CorruptImageError):
+                    log.warning("skipping key %s: %s", rec["key"], img)
+                    skipped.append({"key": rec["key"], "path": rec["path"], "error": img.reason})
+                else:
+                    good.append((rec, img))
+            bar.update(len(loaded))
+            if not good:
+                continue
+            mean, std = autoencoder.encode(to_tensor([img for _, img in good]))  # (B, C, h, w) each
+            mean = mean.cpu().numpy().astype(np.float16)
+            std = std.cpu().numpy().astype(np.float16)
+            texts = [captions[rec["key"]] for rec, _ in good]
+            embs = text_encoder.encode(texts)  # B x (L_i, D) float16
+            for j, (rec, img) in enumerate(good):
+                tar.write({"__key__": rec["key"], image_format: image_bytes(img, image_format),
+                           "txt": texts[j].encode("utf-8"), "mean.npy": npy_bytes(mean[j]),
+                           "std.npy": npy_bytes(std[j]), "emb.npy": npy_bytes(embs[j].astype(np.float16))})
+                written += 1
+    return written, skipped
+
+
+def _intact(out_dir: Path, entries: Iterable[dict]) -> bool:
+    """Shard files exist with the recorded sizes (a full re-hash of paper-scale shards is too slow here)."""
+    return all((out_dir / e["name"]).is_file() and (out_dir / e["name"]).stat().st_size == e["bytes"]
+               for e in entries)
+
+
+def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike, out_dir: str | os.PathLike,
+                 autoencoder: Autoencoder, text_encoder: TextEncoder, resolution: int,
+                 shard_size: int = 1000, batch_size: int = 64, progress: bool = True, *,
+                 image_format: str = "png", order_seed: int = 0, num_workers: int | None = None) -> dict:
+    """Encode ``split_dir`` (index.jsonl + images) with its captions into ``out_dir``; return the manifest.
+
+    Unreadable or missing images are logged, skipped and listed in ``manifest["skipped"]``; an
+    index key without a caption raises ValueError before any work is done.
+    """
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    index_path, captions_path = split_dir / "index.jsonl", Path(captions_path)
+    records = read_jsonl(index_path)
+    _check_index(records, index_path)
+    captions = read_captions(captions_path)
+    missing = [rec["key"] for rec in records if rec["key"] not in captions]
+    if missing:
+        raise ValueError(f"{len(missing)} key(s) of {index_path} have no caption in {captions_path} "
+                         f"(first: {missing[:5]}); regenerate the captions for this image set")
+
+    inputs = {"index": {"path": str(index_path), "sha256": sha256_file(index_path)},
+              "captions": {"path": str(captions_path), "sha256": sha256_file(captions_path)}}
+    settings = {"index_sha256": inputs["index"]["sha256"], "captions_sha256": inputs["captions"]["sha256"],
+                "autoencoder": autoencoder.describe(), "text_encoder": text_encoder.describe(),
+                "resolution": resolution, "shard_size": shard_size, "image_format": image_format,
+                "order_seed": order_seed}
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+    manifest_path, progress_path = out_dir / MANIFEST, out_dir / PROGRESS
+    if manifest_path.exists():
+        old = read_json(manifest_path)
+        if old.get("fingerprint") == fingerprint and _intact(out_dir, old["shards"]) and (out_dir / UNCOND).is_file():
+            log.info("%s is up to date (%d samples); nothing to do", out_dir, old["num_samples"])
+            return old
+        manifest_path.unlink()  # stale: never leave a manifest that describes other shards
+
+    done: dict[int, dict] = {}
+    if progress_path.exists():
+        state = read_json(progress_path)
+        if state.get("fingerprint") == fingerprint:
+            done = {int(i): s for i, s in state["shards"].items() if _intact(out_dir, [s["entry"]])}
+
+    order = np.random.default_rng(order_seed).permutation(len(records))
+    chunks = [order[i : i + shard_size] for i in range(0, len(order), shard_size)]
+    work = [(s, [records[k] for k in chunk[b : b + batch_size]])
+            for s, chunk in enumerate(chunks) if s not in done for b in range(0, len(chunk), batch_size)]
+
+    initial = sum(len(chunks[s]) for s in done)
+    cached_encoder = _CaptionCache(text_encoder)
+    with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as pool, \
+            tqdm(total=len(records), initial=initial, disable=not progress, desc=f"shards {out_dir.name}") as bar:
+        batches = _loaded_batches(pool, work, split_dir, resolution)
+        for s, group in itertools.groupby(batches, key=lambda item: item[0]):
+            path = out_dir / shard_name(s)
+            n, skipped = _write_shard(path, (loaded for _, loaded in group), captions, autoencoder,
+                                      cached_encoder, image_format, bar)
+            entry = {"name": path.name, "num_samples": n, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+            done[s] = {"entry": entry, "skipped": skipped}
+            write_json(progress_path, {"fingerprint": fingerprint, "shards": {str(i): v for i, v in done.items()}})
+
+    uncond = text_encoder.encode([""])[0].astype(np.float16)  # (L0, D)
+    with atomic_write(out_dir / UNCOND, "wb") as f:
+        np.save(f, uncond, allow_pickle=False)
+
+    shards = [done[s]["entry"] for s in range(len(chunks))]
+    manifest = {
+        "num_samples": sum(e["num_samples"] for e in shards),
+        "shards": shards,
+        "skipped": [x for s in range(len(chunks)) for x in done[s]["skipped"]],
+        "autoencoder": autoencoder.describe(),
+        "text_encoder": text_encoder.describe(),
+        "resolution": resolution,
+        "latent_shape": [autoencoder.latent_channels] + [resolution // autoencoder.downsample] * 2,
+        "text_dim": text_encoder.dim,
+        "uncond_tokens": int(uncond.shape[0]),
+        "image_format": image_format,
+        "shard_size": shard_size,
+        "order_seed": order_seed,
+        "inputs": inputs,
+        "fingerprint": fingerprint,
+    }
+    listed = {e["name"] for e in shards}
+    for stale in out_dir.glob("shard-*.tar"):
+        if stale.name not in listed:
+            stale.unlink()
+    write_json(manifest_path, manifest)
+    progress_path.unlink(missing_ok=True)
+    if manifest["skipped"]:
+        log.warning("%s: skipped %d unreadable image(s), listed in %s",
+                    out_dir, len(manifest["skipped"]), manifest_path)
+    return manifest

@@ -1,0 +1,248 @@
+"""Image augmentations: CutMix geometry and composites, crops, scene bookkeeping, set building."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagenet_t2i.augment import (
+    PATTERNS,
+    CutMixGeometry,
+    apply_crop,
+    apply_cutmix,
+    build_crop_set,
+    build_cutmix_set,
+    cutmix_geometry,
+)
+from imagenet_t2i.augment.boxes import MIN_VISIBLE
+from imagenet_t2i.augment.cutmix import composite_scene
+from imagenet_t2i.augment.geometry import scaled
+from imagenet_t2i.io import read_json, read_jsonl, write_jsonl
+from imagenet_t2i.world import COLORS, build_split, render_scene
+
+AREA = {"half": 1 / 2, "quarter": 1 / 4, "ninth": 1 / 9, "sixteenth": 1 / 16}
+
+
+def obj(cls, color, box, size="medium"):
+    return {"class": cls, "color": color, "size": size, "box": [float(c) for c in box]}
+
+
+def scene(key, objects, size=64, bg="gray"):
+    return {"key": key, "size": size, "source": "render", "backgrounds": [bg], "objects": objects,
+            "parents": [], "pattern": None}
+
+
+def color_bbox(img, color, region=None, tol=45.0):
+    """Pixel bbox [x1, y1, x2, y2] of pixels within ``tol`` of ``color`` (optionally inside region mask)."""
+    near = np.linalg.norm(img.astype(float) - np.array(COLORS[color], float), axis=2) < tol
+    if region is not None:
+        near &= region
+    ys, xs = np.nonzero(near)
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+@pytest.mark.parametrize("size", [32, 64, 256])
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_cutmix_mask_areas_and_placements(pattern, size):
+    rng = np.random.default_rng(0)
+    tol = 0.01 if size == 256 or pattern != "ninth" else 0.02
+    for _ in range(200):
+        g = cutmix_geometry(pattern, size, rng)
+        m = g.mask()
+        assert g.pattern == pattern and abs(m.mean() - AREA[pattern]) <= tol
+        x1, y1, x2, y2 = g.rect
+        assert 0 <= x1 < x2 <= size and 0 <= y1 < y2 <= size
+        if pattern == "half":
+            assert g.rect in [(size // 2, 0, size, size), (0, size // 2, size, size)] and g.side == size
+            continue
+        side = scaled({"quarter": 128, "ninth": 85, "sixteenth": 64}[pattern], size)
+        assert (x2 - x1, y2 - y1) == (g.side, g.side) == (side, side)
+        if pattern == "quarter":
+            assert x1 in (0, size - g.side) and y1 in (0, size - g.side)
+        elif pattern == "ninth":
+            assert x1 == 0 or y1 == 0 or x2 == size or y2 == size
+        else:
+            lo, hi, c_lo, c_hi = (scaled(v, size) for v in (12, 180, 103, 153))
+            assert lo <= x1 <= hi and lo <= y1 <= hi
+            overlaps = x1 <= c_hi and x2 >= c_lo and y1 <= c_hi and y2 >= c_lo
+            assert not overlaps, g
+
+
+def test_sixteenth_at_256_matches_the_paper_numbers_and_covers_its_range():
+    rng = np.random.default_rng(1)
+    gs = [cutmix_geometry("sixteenth", 256, rng) for _ in range(2000)]
+    xs = [g.x for g in gs]
+    assert min(xs) == 12 and max(xs) == 180 and all(g.side == 64 for g in gs)
+    central = np.zeros((256, 256), bool)
+    central[103:154, 103:154] = True
+    assert not any((g.mask() & central).any() for g in gs)
+
+
+def test_all_draws_each_pattern_uniformly_and_rejects_unknown():
+    rng = np.random.default_rng(2)
+    counts = Counter(cutmix_geometry("all", 64, rng).pattern for _ in range(2000))
+    assert set(counts) == set(PATTERNS) and min(counts.values()) > 420
+    corners = Counter(cutmix_geometry("quarter", 64, rng).rect[:2] for _ in range(800))
+    assert len(corners) == 4 and min(corners.values()) > 150
+    with pytest.raises(ValueError, match="unknown CutMix pattern 'third'"):
+        cutmix_geometry("third", 64, rng)
+
+
+def test_apply_cutmix_pixels_and_partner_box():
+    base_s = scene("b", [obj("circle", "red", (6, 6, 30, 30))])
+    partner_s = scene("p", [obj("square", "blue", (16, 16, 48, 48))], bg="beige")
+    base, partner = render_scene(base_s), render_scene(partner_s)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        state = rng.bit_generator.state
+        out, rec = apply_cutmix(base, base_s, partner, partner_s, "quarter", rng)
+        rng.bit_generator.state = state
+        g = cutmix_geometry("quarter", 64, rng)
+        m = g.mask()
+        assert np.array_equal(out[~m], base[~m])
+        small = np.asarray(Image.fromarray(partner).resize((32, 32), Image.Resampling.BILINEAR))
+        assert np.array_equal(out[g.y : g.y + 32, g.x : g.x + 32], small)
+        assert rec["parents"] == ["b", "p"] and rec["pattern"] == "quarter" and rec["key"] == "cutmix_b"
+        assert rec["source"] == "cutmix" and rec["region"] == list(g.rect) and rec["backgrounds"] == ["gray", "beige"]
+        blue = [o for o in rec["objects"] if o["color"] == "blue"][0]
+        assert blue["box"] == [g.x + 8, g.y + 8, g.x + 24, g.y + 24] and blue["size"] == "small"
+        assert np.allclose(color_bbox(out, "blue", m), blue["box"], atol=1)
+        red = [o for o in rec["objects"] if o["color"] == "red"]
+        if red:  # the base circle is kept only if enough of it stays visible
+            assert np.allclose(color_bbox(out, "red", ~m), red[0]["box"], atol=1.5)
+
+
+def test_composite_scene_clips_and_drops_hidden_objects():
+    geo = CutMixGeometry("half", 64, 64, 0, 0, (32, 0, 64, 64))
+    base = scene("b", [
+        obj("circle", "red", (40, 10, 60, 30)),     # fully under the pasted half -> dropped
+        obj("square", "blue", (20, 10, 44, 30)),    # 12/24 = 50 % visible -> kept, clipped
+        obj("square", "green", (24, 40, 44, 60)),   # 8/20 = 40 % visible -> kept (threshold)
+        obj("square", "pink", (25, 40, 45, 60)),    # 7/20 = 35 % visible -> dropped
+        obj("triangle", "brown", (24, 0, 44, 20)),  # 40 % of its box but 32 % of its pixels -> dropped
+    ])
+    partner = scene("p", [obj("diamond", "white", (0, 8, 20, 28)),  # in the partner's left half: hidden
+                          obj("triangle", "black", (36, 4, 60, 28), "large")])
+    rec = composite_scene(base, partner, geo)
+    assert MIN_VISIBLE == 0.4
+    assert [(o["class"], o["box"]) for o in rec["objects"]] == [
+        ("square", [20.0, 10.0, 32.0, 30.0]), ("square", [24.0, 40.0, 32.0, 60.0]),
+        ("triangle", [36.0, 4.0, 60.0, 28.0])]
+    # a 24 px object in a 64 px image is "small" (extent 0.375), whatever its parent label said
+    assert rec["objects"][2]["size"] == "small"
+
+
+def test_visible_box_is_tight_on_the_shape_pixels():
+    # the pasted top-left quarter hides the triangle's apex: what shows starts at y = 24, not 8
+    geo = CutMixGeometry("quarter", 64, 32, 0, 0, (0, 0, 32, 32))
+    base = scene("b", [obj("triangle", "red", (8, 8, 40, 40))])
+    rec = composite_scene(base, scene("p", []), geo)
+    assert rec["objects"][0]["box"] == [8.0, 24.0, 40.0, 40.0]
+    img = np.where(geo.mask()[:, :, None], 128, render_scene(base)).astype(np.uint8)
+    assert np.allclose(color_bbox(img, "red"), rec["objects"][0]["box"], atol=1)
+
+
+def test_apply_crop_maps_boxes_into_the_new_frame():
+    s = scene("c", [obj("square", "yellow", (20, 20, 40, 40))])
+    img = render_scene(s)
+    rng = np.random.default_rng(3)
+    seen = 0
+    for _ in range(30):
+        out, rec = apply_crop(img, s, (0.35, 0.8), rng)
+        x1, y1, x2, y2 = rec["region"]
+        side = x2 - x1
+        assert out.shape == img.shape and x2 - x1 == y2 - y1 and 0.35 * 64 - 1 <= side <= 0.8 * 64 + 1
+        assert rec["parents"] == ["c"] and rec["key"] == "crop_c" and rec["source"] == "crop"
+        k = 64 / side
+        full = [(20 - x1) * k, (20 - y1) * k, (40 - x1) * k, (40 - y1) * k]
+        vis = [max(full[0], 0), max(full[1], 0), min(full[2], 64), min(full[3], 64)]
+        vw, vh = vis[2] - vis[0], vis[3] - vis[1]
+        kept = min(vw, vh) >= 2 and vw * vh >= MIN_VISIBLE * (full[2] - full[0]) ** 2
+        assert bool(rec["objects"]) == kept
+        if kept:
+            seen += 1
+            assert np.allclose(rec["objects"][0]["box"], vis, atol=0.01)
+            assert np.allclose(color_bbox(out, "yellow"), vis, atol=k + 1)
+    assert seen >= 5
+
+
+def test_apply_cutmix_rejects_mismatched_images():
+    s = scene("a", [], size=32)
+    with pytest.raises(ValueError, match="'a'.*32"):
+        apply_cutmix(np.zeros((64, 64, 3), np.uint8), s, np.zeros((32, 32, 3), np.uint8), s, "half",
+                     np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src")
+    build_split(root, "train", 48, seed=0, size=32, progress=False)
+    return root
+
+
+def test_build_cutmix_set_layout_partner_class_and_determinism(source, tmp_path):
+    res = build_cutmix_set(source, tmp_path / "a", "all", seed=1, progress=False)
+    assert res == {"written": 48, "skipped": 0}
+    index, recs = read_jsonl(tmp_path / "a/index.jsonl"), read_jsonl(tmp_path / "a/scenes.jsonl")
+    src_class = {r["key"]: r["class"] for r in read_jsonl(source / "index.jsonl")}
+    assert [r["key"] for r in index] == [f"cutmix_train_{i:06d}" for i in range(48)] == [r["key"] for r in recs]
+    for row, rec in zip(index, recs):
+        base, partner = rec["parents"]
+        assert row["class"] == src_class[base] != src_class[partner]
+        assert rec["pattern"] in PATTERNS and rec["source"] == "cutmix"
+        assert np.asarray(Image.open(tmp_path / "a" / row["path"])).shape == (32, 32, 3)
+    assert len({r["pattern"] for r in recs}) == 4
+    assert read_json(tmp_path / "a/skipped.json") == [] and (tmp_path / "a/classes.json").is_file()
+    build_cutmix_set(source, tmp_path / "b", "all", seed=1, progress=False)
+    build_cutmix_set(source, tmp_path / "c", "all", seed=2, progress=False)
+    assert read_jsonl(tmp_path / "b/scenes.jsonl") == recs
+    assert (tmp_path / "a/images/cutmix_train_000005.png").read_bytes() == \
+        (tmp_path / "b/images/cutmix_train_000005.png").read_bytes()
+    assert read_jsonl(tmp_path / "c/scenes.jsonl") != recs
+
+
+def test_build_sets_skip_missing_and_corrupt_sources(source, tmp_path):
+    broken = tmp_path / "broken"
+    build_split(broken, "train", 24, seed=0, size=32, progress=False)
+    (broken / "images/train_000003.png").unlink()
+    (broken / "images/train_000010.png").write_bytes(b"not a png")
+    res = build_cutmix_set(broken, tmp_path / "cm", "sixteenth", seed=0, progress=False)
+    skipped = read_json(tmp_path / "cm/skipped.json")
+    assert res == {"written": 22, "skipped": 2}
+    assert [s["key"] for s in skipped] == ["train_000003", "train_000010"] and all(s["error"] for s in skipped)
+    used = {p for r in read_jsonl(tmp_path / "cm/scenes.jsonl") for p in r["parents"]}
+    assert not used & {"train_000003", "train_000010"}
+    res = build_crop_set(broken, tmp_path / "crop", (0.35, 0.8), seed=0, progress=False)
+    assert res == {"written": 22, "skipped": 2}
+    recs = read_jsonl(tmp_path / "crop/scenes.jsonl")
+    assert all(r["key"] == f"crop_{r['parents'][0]}" and r["pattern"] == "crop" for r in recs)
+
+
+def test_imagenet_like_sources_without_scenes(tmp_path):
+    src = tmp_path / "imnet"
+    (src / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (mode, wh) in enumerate([("RGB", (50, 40)), ("L", (40, 60)), ("CMYK", (45, 45)), ("RGB", (80, 48))]):
+        arr = rng.integers(0, 255, (wh[1], wh[0], 3 if mode == "RGB" else 4 if mode == "CMYK" else 1), dtype=np.uint8)
+        im = Image.fromarray(arr.squeeze(), mode=mode)
+        im.save(src / f"train/n{i % 2}_{i}.JPEG", format="JPEG")
+        rows.append({"key": f"n{i % 2}_{i}", "class": f"n{i % 2}", "path": f"train/n{i % 2}_{i}.JPEG"})
+    write_jsonl(src / "index.jsonl", rows)
+    res = build_cutmix_set(src, tmp_path / "out", "quarter", seed=0, size=32, image_format="jpg", progress=False)
+    assert res == {"written": 4, "skipped": 0}
+    recs = read_jsonl(tmp_path / "out/scenes.jsonl")
+    assert all(r["objects"] is None and r["backgrounds"] is None for r in recs)
+    cls = {r["key"]: r["class"] for r in rows}
+    assert all(cls[r["parents"][0]] != cls[r["parents"][1]] for r in recs)
+    img = Image.open(tmp_path / "out/images/cutmix_n0_0.jpg")
+    assert img.size == (32, 32) and img.mode == "RGB"
+
+
+def test_cutmix_needs_two_classes(tmp_path):
+    src = tmp_path / "one"
+    build_split(src, "train", 6, seed=0, size=32, classes=["circle"], progress=False)
+    with pytest.raises(ValueError, match="at least two classes"):
+        build_cutmix_set(src, tmp_path / "out", "half", seed=0, progress=False)
