@@ -26,11 +26,11 @@ from imagenet_t2i.world import build_split
 def world(tmp_path_factory):
     """Rendered train / val splits, a single-colour val split and a net trained on train."""
     root = tmp_path_factory.mktemp("world")
-    build_split(root / "train", "train", 900, seed=0, size=32, progress=False)
+    build_split(root / "train", "train", 1500, seed=0, size=32, progress=False)
     build_split(root / "val", "val", 240, seed=0, size=32, progress=False)
     build_split(root / "val_other", "val", 240, seed=1, size=32, progress=False)
     build_split(root / "val_red", "val", 240, seed=2, size=32, colors=["red"], progress=False)
-    metrics = train_feature_net(root / "train", root / "net", seed=0, epochs=6, threads=1, val_dir=root / "val")
+    metrics = train_feature_net(root / "train", root / "net", seed=0, epochs=8, threads=1, val_dir=root / "val")
     return root, metrics
 
 
@@ -40,7 +40,7 @@ def test_trains_to_high_accuracy_and_saves(world):
     # chance: 1/6 classes, 1/10 colours, 1/3 sizes
     assert acc["class"] > 0.8 and acc["color"] > 0.95 and acc["size"] > 0.8, acc
     assert read_json(root / "net" / "metrics.json") == metrics
-    assert metrics["num_train"] == 900 and metrics["num_val"] == 240
+    assert metrics["num_train"] == 1500 and metrics["num_val"] == 240
     assert 50_000 <= metrics["num_parameters"] <= 200_000 and metrics["feature_dim"] == 128
     assert metrics["feature_net"]["sha256"] == sha256_file(root / "net" / "model.safetensors")
     config = read_json(root / "net" / "config.json")
@@ -90,6 +90,8 @@ def test_fd_separates_real_from_wrong_sets(world):
     assert other["precision"] > 0.8 and other["recall"] > 0.8 and other["coverage"] > 0.6
     assert one_colour["coverage"] < 0.4 and one_colour["recall"] < 0.4  # one colour misses most of the modes
     assert noisy["precision"] == noisy["coverage"] == 0.0
+    upsampled = fd_report(net, val, torch.nn.functional.interpolate(val, scale_factor=2))  # resized back to 32
+    assert upsampled["fd"] < 0.2 * one_colour["fd"] and upsampled["precision"] > 0.8, upsampled
 
 
 def test_fd_report_takes_any_extractor_and_batches(world):

@@ -61,3 +61,14 @@ def test_killed_launch_resumes_to_the_same_weights(tiny_shards, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     prov = read_json(tmp_path / "run" / "provenance.json")
     assert prov["job"]["attempts"] == 2
+
+
+def test_two_rank_ddp_job_on_cpu(tiny_shards, tmp_path):
+    """Two submitit tasks form a gloo DDP job: rank 0 alone writes, both ranks train in step."""
+    cfg = tiny_run("dit_i", steps=4, checkpoint_every=2, eval_checkpoints=[])
+    record = launch(cfg, {**LOCAL, "tasks_per_node": 2}, tiny_shards, tmp_path / "run", tmp_path / "state", poll_s=0.2)
+    assert record["summary"]["finished"] and record["summary"]["step"] == 4
+    state = torch.load(tmp_path / "state" / "last.pt", weights_only=False)
+    assert len(state["generators"]) == 2 and not torch.equal(state["generators"][0], state["generators"][1])
+    rows = (tmp_path / "run" / "train.csv").read_text().splitlines()
+    assert len(rows) == 5  # header + one row per step, written once (rank 0)

@@ -27,10 +27,10 @@ class TrainingFailed(RuntimeError):
 def make_executor(cluster: dict, folder: Path, threads: int) -> submitit.Executor:
     """An executor for ``cluster.backend`` (always explicit: AutoExecutor picks SLURM whenever srun exists)."""
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster["backend"])
-    params: dict = {"timeout_min": cluster["timeout_min"], "cpus_per_task": max(threads, cluster.get("cpus_per_task", 1))}
+    params: dict = {"timeout_min": cluster["timeout_min"], "cpus_per_task": max(threads, cluster.get("cpus_per_task", 1)),
+                    "tasks_per_node": cluster.get("tasks_per_node", 1)}
     if cluster["backend"] == "slurm":
-        params.update(slurm_signal_delay_s=120, gpus_per_node=cluster.get("gpus_per_node", 0),
-                      tasks_per_node=max(cluster.get("gpus_per_node", 0), 1))
+        params.update(slurm_signal_delay_s=120, gpus_per_node=cluster.get("gpus_per_node", 0))
         if "partition" in cluster:
             params["slurm_partition"] = cluster["partition"]
         if "mem_gb" in cluster:
@@ -96,7 +96,7 @@ def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | 
             time.sleep(poll_s)
         tail.pump()
         try:
-            summary = job.result()
+            summary = job.results()[0]  # rank 0 (every task returns the same summary)
         except Exception as e:  # submitit re-raises the job's failure
             raise TrainingFailed(f"training run '{run_cfg['name']}' failed (job {job.job_id}); see "
                                  f"{job.paths.stderr}\n{e}") from None
