@@ -14,20 +14,25 @@ CODE = wf.code_version()
 
 wildcard_constraints:
     split="train|val",
-    set="train|val|cutmix|crop",
+    set="train|val|crop|cutmix_(half|quarter|ninth|sixteenth|all)",
     kind="aio|ta",
-    aug="cutmix|crop",
+    aug="crop|cutmix_(half|quarter|ninth|sixteenth|all)",
     run="|".join(config["runs"]),
+    ckpt="final|step-[0-9]+",
+    table="|".join(config.get("tables", {})) or "none",
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/captions.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule reproduce_all:
-    """Every run of the config trained and sampled."""
+    """Every run trained and sampled; every table and figure of the config built."""
     default_target: True
     input:
         expand(f"{R}/samples/{{run}}/grid.png", run=config["runs"]),
+        wf.paper_targets(config),

@@ -65,11 +65,15 @@ def cmd_augment(args: argparse.Namespace) -> None:
     config = _config(args.config)
     aug = config["augment"]
     t0 = time.time()
-    if args.kind == "cutmix":
-        build_cutmix_set(args.source, args.out, aug["cutmix"]["pattern"], seed=config["seed"])
-    else:
+    if args.set.startswith("cutmix_"):
+        settings = {"cutmix": {"pattern": args.set.removeprefix("cutmix_")}}
+        build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], seed=config["seed"])
+    elif args.set == "crop":
+        settings = {"crop": aug["crop"]}
         build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), seed=config["seed"])
-    _provenance("augment", {args.kind: aug[args.kind]}, {"source": args.source}, args.out, t0)
+    else:
+        raise ConfigError(f"augmented set '{args.set}': use crop or cutmix_<half|quarter|ninth|sixteenth|all>")
+    _provenance("augment", settings, {"source": args.source}, args.out, t0)
 
 
 def cmd_captions(args: argparse.Namespace) -> None:
@@ -148,6 +152,201 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _provenance("sample", sample_cfg, {"model": args.model, "uncond": args.uncond}, args.out, t0)
 
 
+def _eval_backends(config: dict, uncond_dir: str) -> tuple:
+    from .encode.autoencoder import make_autoencoder
+    from .encode.text import make_text_encoder
+    from .loader import load_uncond
+
+    return (make_autoencoder(config["encode"]["autoencoder"]), make_text_encoder(config["encode"]["text"]),
+            load_uncond(uncond_dir)[0][0])
+
+
+def _eval_sample_cfg(config: dict) -> dict:
+    return {**config["sample"], "steps": config["eval"]["steps"]}
+
+
+def _require_tiny_perception(config: dict, what: str) -> None:
+    if config["eval"]["perception"] != "tiny":
+        raise ConfigError(f"config key 'eval.perception': the official {what} (GPU models) is not implemented yet; "
+                          "run it with the official tool and drop its output file in place (docs/formats.md)")
+
+
+def cmd_geneval_prompts(args: argparse.Namespace) -> None:
+    from .evaluation.geneval_prompts import generate_prompts, read_class_names, write_prompts
+
+    config = _config(args.config)
+    g = config["eval"]["geneval"]
+    if g["vocabulary"] == "world":
+        classes, colors = config["source"]["classes"], config["source"]["colors"]
+    else:
+        classes, colors = read_class_names(g["vocabulary"]), None
+    t0 = time.time()
+    rows = generate_prompts(classes, seed=g["seed"], n_per_task=g["n_per_task"], **({"colors": colors} if colors else {}))
+    write_prompts(args.out, rows)
+    print(f"{args.out}: {len(rows)} prompts")
+    _provenance("geneval_prompts", g, {}, args.out, t0)
+
+
+def cmd_geneval_sample(args: argparse.Namespace) -> None:
+    from .evaluate import sample_geneval
+
+    config = _config(args.config)
+    t0 = time.time()
+    n = sample_geneval(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond), _eval_sample_cfg(config),
+                       config["eval"]["geneval"]["samples_per_prompt"])
+    print(f"{args.out}: {n} samples")
+    _provenance("geneval_sample", _eval_sample_cfg(config), {"model": args.model, "prompts": args.prompts,
+                                                             "uncond": args.uncond}, args.out, t0)
+
+
+def cmd_geneval_detect(args: argparse.Namespace) -> None:
+    from .evaluation.detector import detect_folder
+
+    config = _config(args.config)
+    _require_tiny_perception(config, "GenEval detector (Mask2Former + CLIP)")
+    t0 = time.time()
+    detect_folder(args.images, args.out)
+    _provenance("geneval_detect", {"perception": "tiny"}, {"images": args.images}, args.out, t0)
+
+
+def cmd_geneval_score(args: argparse.Namespace) -> None:
+    from .evaluation.geneval_score import score_images, write_results
+
+    t0 = time.time()
+    rows = score_images(args.images, args.detections)
+    write_results(args.out, rows)
+    print(f"{args.out}: {sum(r['correct'] for r in rows)}/{len(rows)} images correct")
+    _provenance("geneval_score", {}, {"images": args.images, "detections": args.detections}, args.out, t0)
+
+
+def cmd_geneval_summary(args: argparse.Namespace) -> None:
+    import json
+
+    from .evaluation.geneval_score import summarize
+    from .io import read_jsonl, write_json
+
+    t0 = time.time()
+    summary = summarize(read_jsonl(args.results), allow_missing_tags=args.allow_missing_tags)
+    for tag, v in summary["tags"].items():
+        print(f"{tag:>14}: {v['score']:.4f}")
+    print(f"{'overall':>14}: {summary['overall']:.4f}")
+    if args.out:
+        write_json(args.out, summary)
+        _provenance("geneval_summary", {"allow_missing_tags": args.allow_missing_tags}, {"results": args.results},
+                    args.out, t0)
+    else:
+        print(json.dumps(summary))
+
+
+def cmd_dpg_benchmark(args: argparse.Namespace) -> None:
+    from .evaluation.dpg_tiny import benchmark_items, write_benchmark
+
+    config = _config(args.config)
+    _require_tiny_perception(config, "DPG-Bench question set (dpg_bench.csv + mPLUG)")
+    src, d = config["source"], config["eval"]["dpg"]
+    t0 = time.time()
+    paths = write_benchmark(args.out, benchmark_items(src["classes"], src["colors"], src["backgrounds"], d["n_items"],
+                                                      d["seed"], src["resolution"]))
+    for p in paths.values():
+        _provenance("dpg_benchmark", d, {}, p, t0)
+
+
+def cmd_dpg_sample(args: argparse.Namespace) -> None:
+    from .evaluate import sample_dpg
+
+    config = _config(args.config)
+    t0 = time.time()
+    sample_dpg(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond), _eval_sample_cfg(config))
+    _provenance("dpg_sample", _eval_sample_cfg(config), {"model": args.model, "prompts": args.prompts,
+                                                         "uncond": args.uncond}, args.out, t0)
+
+
+def cmd_dpg_answer(args: argparse.Namespace) -> None:
+    from .evaluation.dpg_tiny import answer_grids
+
+    config = _config(args.config)
+    _require_tiny_perception(config, "DPG VQA model (mPLUG)")
+    t0 = time.time()
+    answer_grids(args.grids, args.questions, args.out)
+    _provenance("dpg_answer", {"perception": "tiny"}, {"grids": args.grids, "questions": args.questions}, args.out, t0)
+
+
+def cmd_dpg_score(args: argparse.Namespace) -> None:
+    from .evaluation.dpg_score import score_dpg, write_scores
+
+    t0 = time.time()
+    result = score_dpg(args.questions, args.answers, skip_first_row=args.skip_first_row,
+                       last_cell_categories=args.last_cell_categories)
+    write_scores(args.out, result)
+    print(f"{args.out}: DPG overall {result['overall']:.2f}")
+    _provenance("dpg_score", result["flags"], {"questions": args.questions, "answers": args.answers}, args.out, t0)
+
+
+def cmd_fd_train_net(args: argparse.Namespace) -> None:
+    from .evaluation.features import train_feature_net
+
+    config = _config(args.config)
+    net = config["eval"]["fd"]["feature_net"]
+    t0 = time.time()
+    metrics = train_feature_net(args.train, args.out, seed=net["seed"], epochs=net["epochs"], val_dir=args.val)
+    print(f"{args.out}: {metrics}")
+    _provenance("feature_net", net, {"train": args.train, "val": args.val}, args.out, t0)
+
+
+def cmd_fd_score(args: argparse.Namespace) -> None:
+    from .evaluate import sample_captions
+    from .evaluation.features import fd_report, load_feature_net, load_images
+    from .io import write_json
+
+    config = _config(args.config)
+    fd = config["eval"]["fd"]
+    t0 = time.time()
+    fake = sample_captions(args.model, args.captions, fd["num_samples"], *_eval_backends(config, args.uncond),
+                           _eval_sample_cfg(config))
+    report = fd_report(load_feature_net(args.net), load_images(args.reference), fake, k=fd["k"])
+    report["reference"] = args.reference
+    write_json(args.out, report)
+    print(f"{args.out}: FD {report['fd']:.3f}")
+    _provenance("fd", {**fd, "sample": _eval_sample_cfg(config)},
+                {"model": args.model, "captions": args.captions, "reference": args.reference, "feature_net": args.net},
+                args.out, t0)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from .paper.tables import build_table
+
+    config = _config(args.config)
+    if args.table not in config["tables"]:
+        raise ConfigError(f"config key 'tables.{args.table}': no such table (defined: {sorted(config['tables'])})")
+    table = build_table(args.table, config["tables"][args.table], Path(args.out).parents[1], out=args.out, config=config)
+    print(f"{args.out}: {len(table.rows)} rows")
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from .paper.figures import figure_overfit, figure_qual
+
+    config = _config(args.config)
+    root = Path(args.out).parents[1]
+    spec = config["figures"].get(args.figure)
+    if spec is None:
+        raise ConfigError(f"config key 'figures.{args.figure}': not declared")
+    if args.figure == "F-OVERFIT":
+        figure_overfit(args.figure, spec, root, args.out)
+        return
+    prompts = config["sample"]["grid_prompts"]
+    images = {(run, prompts[i]): root / "samples" / run / "images" / f"{i:03d}_00.png"  # first sample of prompt i
+              for i in spec["prompts"] for run in spec["runs"]}
+    figure_qual(images, args.out, title="TA vs TA+IA, same prompts and seeds")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    report = audit(args.target)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
 def _provenance(stage: str, cfg: dict, inputs: dict, output: str, t0: float) -> None:
     from .provenance import make_record, write_record
 
@@ -171,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", choices=["train", "val"], required=True)
     sp.add_argument("--out", required=True)
     sp = add("augment", cmd_augment, "build the CutMix or Crop set from the training images")
-    sp.add_argument("--kind", choices=["cutmix", "crop"], required=True)
+    sp.add_argument("--set", required=True, help="crop or cutmix_<pattern>")
     sp.add_argument("--source", required=True)
     sp.add_argument("--out", required=True)
     sp = add("captions", cmd_captions, "caption an image set (AIO or TA)")
@@ -195,19 +394,78 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--prompts", help="text file, one prompt a line (default: sample.grid_prompts)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--grid")
+
+    def group(name: str, help: str) -> argparse._SubParsersAction:  # noqa: A002
+        return sub.add_parser(name, help=help, description=help).add_subparsers(dest="action", required=True)
+
+    def leaf(parent: argparse._SubParsersAction, name: str, fn, help: str, config: bool = True) -> argparse.ArgumentParser:  # noqa: A002, ANN001
+        sp = parent.add_parser(name, help=help, description=help)
+        if config:
+            sp.add_argument("--config", nargs="+", default=["config/config.yaml"], help="config YAML file(s)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    ge = group("geneval", "GenEval: prompts, sampling, perception, official scoring")
+    sp = leaf(ge, "prompts", cmd_geneval_prompts, "write the GenEval metadata (official generator)")
+    sp.add_argument("--out", required=True)
+    sp = leaf(ge, "sample", cmd_geneval_sample, "sample every prompt into the official folder layout")
+    for a in ("--model", "--prompts", "--uncond", "--out"):
+        sp.add_argument(a, required=True)
+    sp = leaf(ge, "detect", cmd_geneval_detect, "tiny-world perception: detections JSONL of a GenEval folder")
+    sp.add_argument("--images", required=True)
+    sp.add_argument("--out", required=True)
+    sp = leaf(ge, "score", cmd_geneval_score, "official scoring rules over a detections file", config=False)
+    for a in ("--images", "--detections", "--out"):
+        sp.add_argument(a, required=True)
+    sp = leaf(ge, "summary", cmd_geneval_summary, "per-tag and overall scores of a results file", config=False)
+    sp.add_argument("results")
+    sp.add_argument("--out")
+    sp.add_argument("--allow-missing-tags", action="store_true",
+                    help="average over the tags present (a small vocabulary can lack one); reported in the output")
+    dp = group("dpg", "DPG-Bench: benchmark, sampling, perception, official scoring")
+    sp = leaf(dp, "benchmark", cmd_dpg_benchmark, "write the tiny world's DPG-style prompts and questions")
+    sp.add_argument("--out", required=True)
+    sp = leaf(dp, "sample", cmd_dpg_sample, "one 2x2 grid per prompt")
+    for a in ("--model", "--prompts", "--uncond", "--out"):
+        sp.add_argument(a, required=True)
+    sp = leaf(dp, "answer", cmd_dpg_answer, "tiny-world perception: answers JSONL of a grid folder")
+    for a in ("--grids", "--questions", "--out"):
+        sp.add_argument(a, required=True)
+    sp = leaf(dp, "score", cmd_dpg_score, "official DPG-Bench scoring", config=False)
+    for a in ("--questions", "--answers", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--skip-first-row", action="store_true", help="reproduce the official script's first-row bug")
+    sp.add_argument("--last-cell-categories", action="store_true",
+                    help="reproduce the official script's last-cell category bug")
+    fdp = group("fd", "Frechet distance and precision/recall/density/coverage")
+    sp = leaf(fdp, "train-net", cmd_fd_train_net, "train the tiny world's feature network")
+    for a in ("--train", "--val", "--out"):
+        sp.add_argument(a, required=True)
+    sp = leaf(fdp, "score", cmd_fd_score, "sample val captions and compare with the val images")
+    for a in ("--model", "--captions", "--reference", "--net", "--uncond", "--out"):
+        sp.add_argument(a, required=True)
+    sp = add("table", cmd_table, "build one paper table (CSV, Markdown, LaTeX) from the score files")
+    sp.add_argument("--table", required=True)
+    sp.add_argument("--out", required=True, help="results/<cfg>/tables/<id>.csv")
+    sp = add("figure", cmd_figure, "build one paper figure (PNG + PDF)")
+    sp.add_argument("--figure", choices=["F-OVERFIT", "F-QUAL"], required=True)
+    sp.add_argument("--out", required=True, help="results/<cfg>/figures/<id>.png")
+    sp = sub.add_parser("audit", help="trace a table back to its inputs and re-hash them",
+                        description="trace every cell of a table back through provenance records and re-hash")
+    sp.add_argument("target", help="a table CSV (or any file with a provenance record)")
+    sp.set_defaults(fn=cmd_audit)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.fn(args)
+        return args.fn(args) or 0
     except ConfigError as e:
         print(f"imagenet-t2i {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

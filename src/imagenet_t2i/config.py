@@ -53,8 +53,35 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         e = errors[0]
         key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
         raise ConfigError(f"config key '{key}': {e.message}")
+    expand_replicates(config)
     _check_references(config)
     return config
+
+
+def replicate_name(run: str, seed: int, first: int) -> str:
+    return run if seed == first else f"{run}_s{seed}"
+
+
+def expand_replicates(config: dict) -> None:
+    """Repeat every run over ``replicates`` seeds (``<run>_s<seed>``) and let table rows and figure
+    lines average them. Idempotent: a config written after expansion validates unchanged."""
+    seeds = config.get("replicates", [0])
+    first = seeds[0]
+    base = {name: spec for name, spec in config["runs"].items() if "_replicate_of" not in spec}
+    for name, spec in base.items():
+        for seed in seeds[1:]:
+            config["runs"].setdefault(replicate_name(name, seed, first),
+                                      {**spec, "seed": spec.get("seed", config["seed"]) + seed, "_replicate_of": name})
+
+    def widen(runs: list[str]) -> list[str]:
+        return list(dict.fromkeys(replicate_name(r, s, first) if r in base else r for r in runs for s in seeds))
+
+    for table in config.get("tables", {}).values():
+        for row in table["rows"]:
+            row["runs"] = widen(row["runs"])
+    for panel in config.get("figures", {}).get("F-OVERFIT", {}).get("panels", []):
+        for line in panel.get("lines", []):
+            line["runs"] = widen(line["runs"])
 
 
 def _check_references(config: dict) -> None:
@@ -68,6 +95,25 @@ def _check_references(config: dict) -> None:
         for run, spec in config["runs"].items():
             if step > spec.get("steps", config["train"]["steps"]):
                 raise ConfigError(f"config key 'train.eval_checkpoints': step {step} is past the end of run '{run}'")
+    runs = config["runs"]
+    for tid, table in config.get("tables", {}).items():
+        for i, row in enumerate(table["rows"]):
+            for r in row["runs"]:
+                if r not in runs:
+                    raise ConfigError(f"config key 'tables.{tid}.rows.{i}.runs': unknown run '{r}'")
+    qual = config.get("figures", {}).get("F-QUAL")
+    if qual:
+        for r in qual["runs"]:
+            if r not in runs:
+                raise ConfigError(f"config key 'figures.F-QUAL.runs': unknown run '{r}'")
+        for i in qual["prompts"]:
+            if i >= len(config["sample"]["grid_prompts"]):
+                raise ConfigError(f"config key 'figures.F-QUAL.prompts': index {i} past sample.grid_prompts")
+    for p, panel in enumerate(config.get("figures", {}).get("F-OVERFIT", {}).get("panels", [])):
+        for line in panel.get("lines", []):
+            for r in line.get("runs", []):
+                if r not in runs:
+                    raise ConfigError(f"config key 'figures.F-OVERFIT.panels.{p}': unknown run '{r}'")
     if config["source"]["backend"] == "imagenet":
         for key in ("root", "synset_mapping"):
             if key not in config["source"]:
@@ -106,6 +152,8 @@ def resolve_run(config: dict, run: str) -> dict:
     train = copy.deepcopy(config["train"])
     train["optimizer"] = train["optimizer"][spec["model"]]
     train["steps"] = spec.get("steps", train["steps"])
+    if "cutmix_tau" in spec:
+        train["cutmix"]["tau"] = spec["cutmix_tau"]
     return {
         "name": run,
         "seed": spec.get("seed", config["seed"]),
@@ -113,17 +161,19 @@ def resolve_run(config: dict, run: str) -> dict:
         "model_name": spec["model"],
         "captions": spec["captions"],
         "augment": spec["augment"],
+        "pattern": spec.get("pattern", config.get("augment", {}).get("cutmix", {}).get("pattern", "all")),
         "train": train,
         "resolution": config["source"]["resolution"],
     }
 
 
 def run_shard_sets(run_cfg: dict) -> dict[str, str]:
-    """Role -> shard-set name ("train", "cutmix", "crop") needed by a resolved run."""
+    """Role -> shard-set name needed by a resolved run: train_<caps>, cutmix_<pattern>_<caps>, crop_<caps>."""
     caps = run_cfg["captions"]
     sets = {"train": f"train_{caps}"}
     augment = run_cfg["augment"]
     if augment != "none":
         for kind in augment.split("+"):
-            sets[kind] = f"{kind}_{caps}"
+            name = f"cutmix_{run_cfg['pattern']}" if kind == "cutmix" else kind
+            sets[kind] = f"{name}_{caps}"
     return sets

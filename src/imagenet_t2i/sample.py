@@ -7,17 +7,27 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .diffusion.sampler import ddim_sample
+from .diffusion.sampler import SAMPLERS
 from .encode.autoencoder import Autoencoder
 from .encode.images import to_uint8
 from .encode.text import TextEncoder
+from .io import read_json
 from .loader import pad_text
 from .models import load_pretrained
+
+OBJECTIVE_FILE = "objective.json"
+
+
+def model_objective(model_dir: str | Path) -> str:
+    """The objective a model folder was trained with (``eps`` when unrecorded, e.g. released weights)."""
+    path = Path(model_dir) / OBJECTIVE_FILE
+    return read_json(path)["objective"] if path.exists() else "eps"
 
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: TextEncoder, uncond: torch.Tensor,
-             prompts: list[str], sample_cfg: dict, seed: int, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+             prompts: list[str], sample_cfg: dict, seed: int, objective: str = "eps", batch_size: int = 64,
+             progress: bool = False) -> np.ndarray:
     """Images (len(prompts), H, W, 3) uint8, one per prompt, from noise seeded by ``seed``."""
     model.eval()
     cfg = model.config
@@ -27,7 +37,7 @@ def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: Tex
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i : i + batch_size]
         text, mask = pad_text(text_encoder.encode(chunk))
-        z = ddim_sample(model, text, mask, uncond, shape, steps=sample_cfg["steps"], guidance=sample_cfg["guidance"],
+        z = SAMPLERS[objective](model, text, mask, uncond, shape, steps=sample_cfg["steps"], guidance=sample_cfg["guidance"],
                         clamp=sample_cfg["clamp"], generator=generator, progress=progress)
         out.append(to_uint8(autoencoder.decode(z / autoencoder.scale_factor)))
     return np.concatenate(out)
@@ -39,7 +49,8 @@ def sample_prompts(model_dir: str | Path, autoencoder: Autoencoder, text_encoder
     model = load_pretrained(model_dir)
     k = sample_cfg["samples_per_prompt"]
     flat = [p for p in prompts for _ in range(k)]
-    images = generate(model, autoencoder, text_encoder, uncond, flat, sample_cfg, sample_cfg["seed"], progress=progress)
+    images = generate(model, autoencoder, text_encoder, uncond, flat, sample_cfg, sample_cfg["seed"],
+                      model_objective(model_dir), progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -40,7 +40,7 @@ def code_version() -> str:
 def set_source(config: dict, set_name: str) -> str:
     """Folder holding the images of a shard/caption set (train, val, cutmix, crop)."""
     root = results_dir(config)
-    return f"{root}/augment/{set_name}" if set_name in ("cutmix", "crop") else f"{root}/data/{set_name}"
+    return f"{root}/data/{set_name}" if set_name in ("train", "val") else f"{root}/augment/{set_name}"
 
 
 def run_shards(config: dict, run: str) -> list[str]:
@@ -57,3 +57,46 @@ def run_hash(config: dict, run: str) -> str:
 
 def eval_checkpoint_names(config: dict) -> list[str]:
     return [f"step-{s:07d}" for s in config["train"].get("eval_checkpoints", [])]
+
+
+def model_dir(config: dict, run: str, ckpt: str) -> str:
+    """Weights folder of a run: ``final`` or an intermediate ``step-XXXXXXX`` checkpoint."""
+    root = f"{results_dir(config)}/runs/{run}"
+    return f"{root}/final" if ckpt == "final" else f"{root}/checkpoints/{ckpt}"
+
+
+def run_captions(config: dict, run: str) -> str:
+    """Caption kind (aio | ta) a run was trained with: its benchmarks prompt val images the same way."""
+    return config["runs"][run]["captions"]
+
+
+def table_inputs(config: dict, table: str) -> list[str]:
+    """Score files one table reads."""
+    from .paper.tables import score_file
+
+    spec = config["tables"][table]
+    files = {score_file(m) for m in spec["metrics"]}
+    return sorted(f"{results_dir(config)}/eval/{run}/{f}" for row in spec["rows"] for run in row["runs"] for f in files)
+
+
+def overfit_inputs(config: dict) -> list[str]:
+    """FD files of every checkpoint of every run in F-OVERFIT."""
+    spec = config.get("figures", {}).get("F-OVERFIT")
+    if not spec:
+        return []
+    runs = {r for panel in spec["panels"] for line in panel["lines"] for r in line["runs"]}
+    ckpts = eval_checkpoint_names(config) + ["final"]
+    return sorted(f"{results_dir(config)}/eval/{run}/fd/{c}.json" for run in runs for c in ckpts)
+
+
+def qual_inputs(config: dict) -> list[str]:
+    spec = config.get("figures", {}).get("F-QUAL")
+    return [f"{results_dir(config)}/samples/{run}/grid.png" for run in spec["runs"]] if spec else []
+
+
+def paper_targets(config: dict) -> list[str]:
+    """Every table and figure the config declares."""
+    root = results_dir(config)
+    out = [f"{root}/tables/{t}.md" for t in config.get("tables", {})]
+    out += [f"{root}/figures/{f}.png" for f in config.get("figures", {})]
+    return out

@@ -27,4 +27,4 @@ rule augment:
     resources:
         mem_mb=2000,
     shell:
-        "imagenet-t2i augment --config {CFG} --kind {wildcards.aug} --source {input} --out {output} > {log} 2>&1"
+        "imagenet-t2i augment --config {CFG} --set {wildcards.aug} --source {input} --out {output} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule train:
     output:
         final=directory(f"{R}/runs/{{run}}/final"),
         log_csv=f"{R}/runs/{{run}}/train.csv",
-        checkpoints=[f"{R}/runs/{{run}}/checkpoints/{c}/model.safetensors" for c in wf.eval_checkpoint_names(config)],
+        checkpoints=[directory(f"{R}/runs/{{run}}/checkpoints/{c}") for c in wf.eval_checkpoint_names(config)],
         provenance=f"{R}/runs/{{run}}/provenance.json",
     params:
         code=CODE,

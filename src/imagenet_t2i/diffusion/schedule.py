@@ -22,3 +22,9 @@ def add_noise(x0: torch.Tensor, eps: torch.Tensor, gamma: torch.Tensor) -> torch
     """x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps, gamma per sample (N,)."""
     g = gamma.view(-1, *([1] * (x0.dim() - 1)))
     return g.sqrt() * x0 + (1.0 - g).sqrt() * eps
+
+
+def flow_gamma(t: torch.Tensor) -> torch.Tensor:
+    """Signal variance of the rectified-flow path x_t = (1 - t) x0 + t eps (the `flow` extension)."""
+    a, b = (1 - t) ** 2, t**2
+    return (a / (a + b)).clamp(min=GAMMA_MIN)

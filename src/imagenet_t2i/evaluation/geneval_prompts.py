@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from imagenet_t2i.io import atomic_write
+from imagenet_t2i.provenance import PROVENANCE_NAME
 
 COLORS: tuple[str, ...] = (
     "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
@@ -163,11 +164,14 @@ def prepare_layout(root: str | os.PathLike, rows: Sequence[dict], n_samples: int
 
 def iter_samples(root: str | os.PathLike) -> Iterator[tuple[str, dict]]:
     """Yield ``(relative image path, prompt metadata)`` in sorted order, e.g.
-    ``("00012/samples/0003.png", {...})``. Anything outside the official layout is an error."""
+    ``("00012/samples/0003.png", {...})``. Anything outside the official layout is an error, except
+    hidden files (workflow markers) and the folder's own provenance record at the root."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"GenEval image root {root} is not a folder")
     for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or folder.name == PROVENANCE_NAME:
+            continue
         if not (folder.is_dir() and folder.name.isdigit()):
             raise ValueError(
                 f"unexpected entry {folder} in GenEval image root {root}: only prompt folders named by "

@@ -19,9 +19,10 @@ import torch.distributed as dist
 
 from ..config import run_shard_sets
 from ..diffusion.objective import AugmentSource, Batch, diffusion_loss
-from ..io import atomic_write, read_json
+from ..io import atomic_write, read_json, write_json
 from ..loader import ShardStream, load_uncond
 from ..models import build_model, count_parameters, save_pretrained, unwrap_model
+from ..sample import OBJECTIVE_FILE
 from .optim import Ema, lr_at, make_optimizer
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "images_per_s", "wall_s"]
@@ -201,7 +202,8 @@ class Trainer(submitit.helpers.Checkpointable):
             for g in optimizer.param_groups:
                 g["lr"] = lr
             with autocast:
-                loss, _ = diffusion_loss(model, base, sources, uncond, generator, tcfg["cfg_dropout"], self_cond)
+                loss, _ = diffusion_loss(model, base, sources, uncond, generator, tcfg["cfg_dropout"], self_cond,
+                                         tcfg["objective"])
             optimizer.zero_grad(set_to_none=True)
             finite = torch.isfinite(loss.detach())
             if d.world_size > 1:  # every rank takes the same branch
@@ -251,7 +253,7 @@ class Trainer(submitit.helpers.Checkpointable):
                       f"eta {(stop - done) / max(rate, 1e-9):.0f}s", flush=True)
                 t_report, step_at_report = now, done
             if d.main and done in tcfg["eval_checkpoints"]:
-                save_pretrained(self._ema_model(model, ema), self.out_dir / "checkpoints" / f"step-{done:07d}")
+                self._save_weights(model, ema, self.out_dir / "checkpoints" / f"step-{done:07d}")
             if done % tcfg["checkpoint_every"] == 0 or done == stop:
                 live["gen_snapshot"] = self._gather_generators(generator, d)
                 live["stream_snapshot"] = {r: s.state_dict() for r, s in streams.items()}
@@ -263,18 +265,19 @@ class Trainer(submitit.helpers.Checkpointable):
         if live["step"] < total:
             return {"finished": False, "step": live["step"]}
         if d.main:
-            save_pretrained(self._ema_model(model, ema), self.out_dir / "final")
+            self._save_weights(model, ema, self.out_dir / "final")
             self._write_log(live["log"])
         if d.world_size > 1:
             dist.barrier()
         return {"finished": True, "step": live["step"], "parameters": n_params,
                 "final_loss": live["log"][-1]["loss"] if live["log"] else math.nan}
 
-    @staticmethod
-    def _ema_model(model: torch.nn.Module, ema: Ema) -> torch.nn.Module:
+    def _save_weights(self, model: torch.nn.Module, ema: Ema, folder: Path) -> None:
+        """EMA weights as a loadable model folder, plus the objective the sampler must match."""
         m = copy.deepcopy(unwrap_model(model)).cpu()
         m.load_state_dict({k: v.cpu() for k, v in ema.shadow.items()})
-        return m.eval()
+        save_pretrained(m.eval(), folder)
+        write_json(folder / OBJECTIVE_FILE, {"objective": self.run_cfg["train"]["objective"]})
 
     def _write_log(self, rows: list[dict]) -> None:
         with atomic_write(self.out_dir / "train.csv") as f:

@@ -1,0 +1,339 @@
+"""Paper tables from per-run score files: ours (mean and spread over seeds) beside the paper's reported values.
+
+Score files (under ``<results_root>/eval/<run>/``): ``fd/final.json`` (``features.fd_report``),
+``geneval/summary.json`` (``geneval_score.summarize``), ``dpg/scores.json`` (``dpg_score.score_dpg``).
+Each table is written as ``<out>.csv``, ``<out>.md`` and ``<out>.tex`` plus a provenance record on the CSV
+whose ``cells`` map ``"row|metric"`` to the score files behind that cell (what ``audit`` walks).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..evaluation.geneval_prompts import TAGS
+from ..io import atomic_write, read_json
+from ..provenance import make_record, write_record
+from .reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
+
+FD_METRICS = ("fd", "precision", "recall", "density", "coverage")
+NOT_RUN = "not run by us"
+TABLE_SUFFIXES = (".csv", ".md", ".tex")
+
+
+def score_file(metric: str) -> str:
+    """The score file (relative to ``eval/<run>/``) that holds ``metric``."""
+    if metric in FD_METRICS:
+        return "fd/final.json"
+    if metric == "geneval_overall" or metric.removeprefix("geneval_") in TAGS:
+        return "geneval/summary.json"
+    if metric.startswith("dpg_") and len(metric) > 4:
+        return "dpg/scores.json"
+    raise ValueError(
+        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, geneval_overall, "
+        f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall, dpg_<category> (a key of the DPG 'l1' scores)"
+    )
+
+
+def metric_value(metric: str, scores: Mapping, path: str | os.PathLike) -> float:
+    """Read ``metric`` from a parsed score file; a clear error names the file and the missing key."""
+    if metric in FD_METRICS:
+        value, key = scores.get(metric), metric
+    elif metric.startswith("geneval_"):
+        tag = metric.removeprefix("geneval_")
+        if tag == "overall":
+            value, key = scores.get("overall"), "overall"
+        else:
+            value, key = (scores.get("tags") or {}).get(tag, {}).get("score"), f"tags.{tag}.score"
+            if value is None and tag in scores.get("missing_tags", []):
+                raise ValueError(f"{path} has no images for GenEval tag {tag!r} (missing_tags); "
+                                 "sample and score the full prompt set, then rebuild it")
+    else:
+        category = metric.removeprefix("dpg_")
+        if category == "overall":
+            value, key = scores.get("overall"), "overall"
+        else:
+            value, key = (scores.get("l1") or {}).get(category), f"l1.{category}"
+            if value is None:
+                raise ValueError(f"{path} has no DPG category {category!r}; its l1 categories are "
+                                 f"{sorted(scores.get('l1') or {})}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path}: key {key!r} (metric {metric}) is {value!r}, not a number; rebuild the file")
+    return float(value)
+
+
+@dataclass
+class Cell:
+    """One (row, metric) entry: our values over the row's runs and the paper's reported value."""
+
+    values: list[float]
+    files: list[str]
+    reported: Reported | None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.values)) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof=1) over seeds; None for fewer than two runs."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else None
+
+
+@dataclass
+class TableRow:
+    label: str
+    runs: list[str]
+    cells: dict[str, Cell]
+    baseline: bool = False  # reported values only, not run by us
+
+
+@dataclass
+class Table:
+    table_id: str
+    title: str
+    metrics: list[str]
+    rows: list[TableRow]
+    claims: list[Claim] = field(default_factory=list)
+    feature_nets: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _check_spec(table_id: str, spec: Mapping) -> None:
+    where = f"table {table_id}"
+    if not isinstance(spec.get("rows"), Sequence) or not spec["rows"]:
+        raise ValueError(f"{where}: 'rows' must be a non-empty list of {{label, runs}}")
+    if not isinstance(spec.get("metrics"), Sequence) or not spec["metrics"]:
+        raise ValueError(f"{where}: 'metrics' must be a non-empty list of metric ids")
+    for metric in spec["metrics"]:
+        score_file(metric)
+    labels = set()
+    for n, row in enumerate(spec["rows"]):
+        if not isinstance(row, Mapping) or not isinstance(row.get("label"), str) or not row["label"]:
+            raise ValueError(f"{where}: rows[{n}] needs a 'label' string")
+        runs = row.get("runs")
+        if not isinstance(runs, Sequence) or isinstance(runs, str) or not all(isinstance(r, str) for r in runs):
+            raise ValueError(f"{where}: rows[{n}] ({row['label']}) 'runs' must be a list of run names "
+                             "(one per seed; empty for a reported-only baseline row)")
+        if row["label"] in labels:
+            raise ValueError(f"{where}: row label {row['label']!r} appears twice")
+        labels.add(row["label"])
+
+
+def _row_keys(row: Mapping) -> list[str]:
+    """Keys under which the reference file may list a row: ``paper_row`` if given, else label and runs."""
+    return [row["paper_row"]] if row.get("paper_row") else [row["label"], *row["runs"]]
+
+
+def _world_note(results_root: Path, config: Mapping | None) -> str:
+    if config is None and (results_root / "config.yaml").is_file():
+        config = yaml.safe_load((results_root / "config.yaml").read_text())
+    backend = ((config or {}).get("source") or {}).get("backend")
+    name = (config or {}).get("name", results_root.name)
+    if backend == "synthetic":
+        return (f"Our numbers come from the tiny synthetic shapes world (config `{name}`), which is NOT ImageNet: "
+                "they exercise the paper's recipe at toy scale and are not comparable with the paper's values.")
+    if backend == "imagenet":
+        return f"Our numbers come from ImageNet-1k at paper scale (config `{name}`)."
+    return (f"The world these numbers come from is not recorded ({results_root / 'config.yaml'} is absent); "
+            "the tiny default world is a synthetic shapes world, not ImageNet.")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _ours_text(cell: Cell, baseline: bool) -> str:
+    if baseline:
+        return NOT_RUN
+    text = _fmt(cell.mean)
+    return f"{text} ± {_fmt(cell.std)}" if cell.std is not None else text
+
+
+def _reported_text(cell: Cell) -> str:
+    return cell.reported.text if cell.reported else NOT_REPORTED
+
+
+def _describe_net(net: object) -> str:
+    if isinstance(net, Mapping):
+        return ", ".join(f"{k}={str(v)[:16]}" for k, v in sorted(net.items()))
+    return str(net)
+
+
+def collect(table_id: str, spec: Mapping, results_root: str | os.PathLike,
+            reference: ReferenceValues | None = None) -> Table:
+    """Read every score file a table needs and assemble its rows (no files written)."""
+    _check_spec(table_id, spec)
+    reference = reference or load_reference()
+    root = Path(results_root)
+    metrics = list(spec["metrics"])
+    parsed: dict[Path, Mapping] = {}
+    feature_nets: dict[str, None] = {}
+
+    def scores(path: Path, metric: str, label: str) -> Mapping:
+        if path not in parsed:
+            if not path.is_file():
+                raise FileNotFoundError(f"table {table_id}, row {label!r}, metric {metric}: score file {path} is "
+                                        f"missing; build it with: snakemake --cores all {path}")
+            parsed[path] = read_json(path)
+        return parsed[path]
+
+    rows, matched, reference_rows = [], set(), set(reference.rows(table_id))
+    for row in spec["rows"]:
+        keys = _row_keys(row)
+        cells = {}
+        for metric in metrics:
+            values, files = [], []
+            for run in row["runs"]:
+                path = root / "eval" / run / score_file(metric)
+                data = scores(path, metric, row["label"])
+                values.append(metric_value(metric, data, path))
+                files.append(str(path))
+                if metric in FD_METRICS and "feature_net" in data:
+                    feature_nets[_describe_net(data["feature_net"])] = None
+            cells[metric] = Cell(values, files, reference.reported(table_id, keys, metric))
+        matched.update(reference_rows.intersection(keys))
+        rows.append(TableRow(row["label"], list(row["runs"]), cells, baseline=not row["runs"]))
+    for key in reference.rows(table_id):
+        if key in matched:
+            continue
+        cells = {m: Cell([], [], reference.reported(table_id, key, m)) for m in metrics}
+        if any(c.reported for c in cells.values()):
+            rows.append(TableRow(key, [], cells, baseline=True))
+    return Table(table_id, str(spec.get("title", table_id)), metrics, rows, reference.claims(table_id),
+                 list(feature_nets))
+
+
+def _header(table: Table) -> list[str]:
+    return (["row", "runs", "n"] + [f"{m} (ours)" for m in table.metrics] + [f"{m} (ours std)" for m in table.metrics]
+            + [f"{m} paper (reported)" for m in table.metrics])
+
+
+def to_csv(table: Table) -> str:
+    """Machine-readable table: full-precision means, std over seeds (blank for one run), reported values."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_header(table))
+    for row in table.rows:
+        cells = [row.cells[m] for m in table.metrics]
+        ours = [NOT_RUN if row.baseline else repr(c.mean) for c in cells]
+        std = ["" if c.std is None else repr(c.std) for c in cells]
+        paper = [_reported_text(c) for c in cells]
+        writer.writerow([row.label, " ".join(row.runs), len(row.runs), *ours, *std, *paper])
+    return buf.getvalue()
+
+
+def _sources(table: Table) -> list[str]:
+    """One line per (source, note): the cells it gives, as ``row / metric = value``."""
+    by_source: dict[tuple[str, str], list[str]] = {}
+    for row in table.rows:
+        for metric in table.metrics:
+            if rep := row.cells[metric].reported:
+                by_source.setdefault((rep.source, rep.note), []).append(f"{row.label} / {metric} = {rep.text}")
+    return [f"{source}{f' ({note})' if note else ''}: {'; '.join(cells)}"
+            for (source, note), cells in by_source.items()]
+
+
+def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) -> str:
+    cols = ["row", "runs", "n"] + [f"{m} (ours)" for m in table.metrics] + [
+        f"{m} paper (reported)" for m in table.metrics]
+    lines = [
+        f"# {table.table_id}: {table.title}", "",
+        world_note, "",
+        f"**ours**: computed by this pipeline from the score files under `{results_root}/eval/<run>/`; a row over "
+        "several runs (seeds) shows mean ± sample standard deviation (ddof=1), n = number of runs. "
+        f"**paper (reported)**: the paper's values where known to us (sources below), else \"{NOT_REPORTED}\". "
+        f"Rows marked \"{NOT_RUN}\" carry reported values only.", "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(cols) - 2)) + "|",
+    ]
+    for row in table.rows:
+        cells = [row.cells[m] for m in table.metrics]
+        lines.append("| " + " | ".join([row.label, ", ".join(row.runs) or "-", str(len(row.runs))]
+                                       + [_ours_text(c, row.baseline) for c in cells]
+                                       + [_reported_text(c) for c in cells]) + " |")
+    if table.feature_nets:
+        lines += ["", "FD / precision / recall / density / coverage feature net: "
+                  + "; ".join(f"`{n}`" for n in table.feature_nets)]
+    if table.claims:
+        lines += ["", "Reported claims (not cell values):"] + [f"- {c.text} ({c.source})" for c in table.claims]
+    if sources := _sources(table):
+        lines += ["", "Sources of the reported values:"] + [f"- {s}" for s in sources]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    out = text.replace("\\", r"\textbackslash{}")
+    for ch in "&%$#_{}":
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("~", r"\textasciitilde{}").replace("^", r"\textasciicircum{}").replace("±", r"$\pm$")
+
+
+def to_latex(table: Table, world_note: str) -> str:
+    cols = ["Row", "n"] + [f"{m} (ours)" for m in table.metrics] + [f"{m} paper (reported)" for m in table.metrics]
+    lines = [
+        f"% {table.table_id}: generated by imagenet-t2i from score files; do not edit by hand.",
+        r"\begin{table}[t]", r"\centering", r"\small",
+        r"\caption{" + _tex(f"{table.title}. {world_note} Ours: mean ± std over n runs; paper (reported): values "
+                            f"the paper reports, \"{NOT_REPORTED}\" where unknown.") + "}",
+        r"\label{tab:" + _tex(table.table_id) + "}",
+        r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\toprule",
+        " & ".join(_tex(c) for c in cols) + r" \\", r"\midrule",
+    ]
+    for row in table.rows:
+        cells = [row.cells[m] for m in table.metrics]
+        entries = [row.label, str(len(row.runs))] + [_ours_text(c, row.baseline) for c in cells] + [
+            _reported_text(c) for c in cells]
+        lines.append(" & ".join(_tex(e) for e in entries) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def table_stem(out: str | os.PathLike) -> Path:
+    """``results/tiny/tables/T-IA`` from that stem or from any of its ``.csv``/``.md``/``.tex`` files."""
+    out = Path(out)
+    return out.with_suffix("") if out.suffix in TABLE_SUFFIXES else out
+
+
+def build_table(table_id: str, spec: Mapping, results_root: str | os.PathLike, out: str | os.PathLike | None = None,
+                reference: ReferenceValues | None = None, config: Mapping | None = None) -> Table:
+    """Assemble table ``table_id`` from ``spec`` ({title, rows: [{label, runs, paper_row?}], metrics}) and write
+    ``<out>.csv``, ``.md``, ``.tex`` (default out: ``<results_root>/tables/<table_id>``) with a provenance record.
+
+    ``config`` (default: ``<results_root>/config.yaml`` when present) only says which world the numbers are from.
+    Reference rows not matched by a spec row (e.g. SD-XL) are appended as reported-only baseline rows."""
+    t0 = time.time()
+    reference = reference or load_reference()
+    table = collect(table_id, spec, results_root, reference)
+    stem = table_stem(out if out is not None else Path(results_root) / "tables" / table_id)
+    note = _world_note(Path(results_root), config)
+    texts = {".csv": to_csv(table), ".md": to_markdown(table, note, results_root), ".tex": to_latex(table, note)}
+    for suffix, text in texts.items():
+        path = stem.with_name(stem.name + suffix)
+        with atomic_write(path) as f:
+            f.write(text)
+        table.files[suffix] = path
+    cells = {f"{row.label}|{m}": row.cells[m].files for row in table.rows if not row.baseline for m in table.metrics}
+    inputs = {path: path for files in cells.values() for path in files}
+    if Path(reference.path).is_file():
+        inputs["reference_values"] = reference.path
+    reported = {f"{row.label}|{m}": {"value": c.reported.value, "text": c.reported.text,
+                                     "source": c.reported.source}
+                for row in table.rows for m, c in row.cells.items() if c.reported}
+    record = make_record("paper", {"table": table_id, "spec": json.loads(json.dumps(spec))}, inputs,
+                         list(table.files.values()), time.time() - t0,
+                         {"table_id": table_id, "cells": cells, "reported": reported})
+    write_record(table.files[".csv"], record)
+    return table

@@ -1,0 +1,198 @@
+"""Paper stage: reference values, table assembly and files, figures."""
+import csv
+import io
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from imagenet_t2i.evaluation.geneval_prompts import TAGS
+from imagenet_t2i.evaluation.geneval_score import summarize
+from imagenet_t2i.io import read_json, sha256_file, write_json
+from imagenet_t2i.paper.figures import figure_overfit, figure_qual
+from imagenet_t2i.paper.reference import NOT_REPORTED, load_reference
+from imagenet_t2i.paper.tables import NOT_RUN, build_table
+from imagenet_t2i.provenance import provenance_path
+
+FEATURE_NET = {"arch": "tiny_feature_net", "sha256": "ab" * 32}
+
+
+def fd_scores(fd: float) -> dict:
+    return {"fd": fd, "precision": 0.5 + fd / 100, "recall": 0.4, "density": 0.9, "coverage": 0.7,
+            "num_real": 64, "num_fake": 64, "feature_net": FEATURE_NET}
+
+
+def geneval_summary(correct: dict[str, list[bool]], allow_missing_tags: bool = False) -> dict:
+    """A real ``summarize`` output over hand-made per-image results."""
+    rows = [{"tag": tag, "correct": c, "metadata": f"{tag}-{i}"} for tag, flags in correct.items()
+            for i, c in enumerate(flags)]
+    return summarize(rows, allow_missing_tags=allow_missing_tags)
+
+
+def write_run(root, run: str, fd: float, correct: dict[str, list[bool]], dpg: float) -> None:
+    write_json(root / "eval" / run / "fd" / "final.json", fd_scores(fd))
+    write_json(root / "eval" / run / "geneval" / "summary.json", geneval_summary(correct))
+    write_json(root / "eval" / run / "dpg" / "scores.json",
+               {"overall": dpg, "l1": {"relation": dpg - 3.0, "entity": dpg + 1.0}, "num_items": 5})
+
+
+@pytest.fixture()
+def world(tmp_path):
+    """Score files of three seeds of run a, one run b; a synthetic-world config; a small reference file."""
+    root = tmp_path / "results" / "tiny"
+    rng = np.random.default_rng(0)
+    for n, run in enumerate(["a_s0", "a_s1", "a_s2", "b"]):
+        correct = {t: list(rng.random(6) < 0.3 + 0.1 * n) for t in TAGS}
+        write_run(root, run, fd=10.0 + 2.5 * n, correct=correct, dpg=60.0 + n)
+    (root / "config.yaml").write_text(yaml.safe_dump({"name": "tiny", "source": {"backend": "synthetic"}}))
+    ref = tmp_path / "reference.yaml"
+    ref.write_text(yaml.safe_dump({
+        "values": {"T-X": {"b": {"source": "test paper, Table 9", "values": {"fd": 1.5}},
+                           "SD-XL": {"source": "baseline source", "values": {"geneval_overall": 0.55}}}},
+        "claims": {"T-X": [{"text": "reported: b beats a", "source": "test paper, Sec. 4"}]},
+    }))
+    spec = {"title": "test table", "metrics": ["fd", "geneval_overall", "geneval_two_object", "dpg_overall",
+                                               "dpg_relation"],
+            "rows": [{"label": "A", "runs": ["a_s0", "a_s1", "a_s2"]}, {"label": "B", "runs": ["b"]}]}
+    return root, spec, load_reference(ref)
+
+
+def test_table_means_spread_and_reference_columns(world):
+    root, spec, ref = world
+    table = build_table("T-X", spec, root, reference=ref)
+    rows = {r.label: r for r in table.rows}
+    assert list(rows) == ["A", "B", "SD-XL"]  # unmatched reference row appended as a baseline
+
+    a_runs = ["a_s0", "a_s1", "a_s2"]
+    fds = [read_json(root / "eval" / r / "fd" / "final.json")["fd"] for r in a_runs]
+    two = [read_json(root / "eval" / r / "geneval" / "summary.json")["tags"]["two_object"]["score"] for r in a_runs]
+    rel = [read_json(root / "eval" / r / "dpg" / "scores.json")["l1"]["relation"] for r in a_runs]
+    cell = rows["A"].cells["fd"]
+    assert cell.n == 3 and cell.mean == pytest.approx(np.mean(fds)) and cell.std == pytest.approx(np.std(fds, ddof=1))
+    assert rows["A"].cells["geneval_two_object"].mean == pytest.approx(np.mean(two))
+    assert rows["A"].cells["dpg_relation"].mean == pytest.approx(np.mean(rel))
+    assert rows["B"].cells["fd"].std is None and rows["B"].cells["fd"].n == 1
+    assert rows["B"].cells["fd"].reported.value == 1.5 and rows["A"].cells["fd"].reported is None
+    assert rows["SD-XL"].baseline and rows["SD-XL"].cells["geneval_overall"].reported.value == 0.55
+
+    parsed = {r["row"]: r for r in csv.DictReader(io.StringIO(table.files[".csv"].read_text()))}
+    assert float(parsed["A"]["fd (ours)"]) == pytest.approx(np.mean(fds))
+    assert float(parsed["A"]["fd (ours std)"]) == pytest.approx(np.std(fds, ddof=1))
+    assert parsed["A"]["n"] == "3" and parsed["A"]["runs"] == "a_s0 a_s1 a_s2"
+    assert parsed["A"]["fd paper (reported)"] == NOT_REPORTED
+    assert float(parsed["B"]["fd paper (reported)"]) == 1.5 and parsed["B"]["fd (ours std)"] == ""
+    assert parsed["SD-XL"]["fd (ours)"] == NOT_RUN and parsed["SD-XL"]["geneval_overall paper (reported)"] == "0.55"
+
+    md = table.files[".md"].read_text()
+    assert md.startswith("# T-X: test table") and "NOT ImageNet" in md
+    assert "| row | runs | n | fd (ours) |" in md and "fd paper (reported)" in md
+    a_line = next(line for line in md.splitlines() if line.startswith("| A |"))
+    assert "±" in a_line and NOT_REPORTED in a_line
+    assert "reported: b beats a (test paper, Sec. 4)" in md and "test paper, Table 9: B / fd = 1.5" in md
+    assert "tiny_feature_net" in md
+    tex = table.files[".tex"].read_text()
+    assert r"\begin{tabular}" in tex and r"geneval\_overall (ours)" in tex and r"$\pm$" in tex
+
+
+def test_table_provenance_names_every_score_file(world):
+    root, spec, ref = world
+    table = build_table("T-X", spec, root, out=root / "tables" / "T-X.md", reference=ref)
+    assert table.files[".csv"] == root / "tables" / "T-X.csv"
+    record = read_json(provenance_path(table.files[".csv"]))
+    assert record["stage"] == "paper" and record["table_id"] == "T-X"
+    assert record["cells"]["A|fd"] == [str(root / "eval" / r / "fd" / "final.json") for r in ["a_s0", "a_s1", "a_s2"]]
+    assert record["cells"]["B|dpg_relation"] == [str(root / "eval" / "b" / "dpg" / "scores.json")]
+    assert "SD-XL|geneval_overall" not in record["cells"]  # not run by us: nothing to trace
+    score_files = {p for paths in record["cells"].values() for p in paths}
+    assert len(score_files) == 12  # 4 runs x 3 score files
+    for path in score_files:
+        assert record["inputs"][path]["sha256"] == sha256_file(path)
+    assert record["inputs"]["reference_values"]["path"] == ref.path
+    assert set(record["outputs"]) == {str(p) for p in table.files.values()}
+    assert record["reported"]["B|fd"] == {"value": 1.5, "text": "1.5", "source": "test paper, Table 9"}
+
+
+def test_table_errors_name_file_and_target(world):
+    root, spec, ref = world
+    (root / "eval" / "b" / "dpg" / "scores.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"eval/b/dpg/scores.json is missing; build it with: snakemake"):
+        build_table("T-X", spec, root, reference=ref)
+    with pytest.raises(ValueError, match="unknown metric 'clip'"):
+        build_table("T-X", {**spec, "metrics": ["clip"]}, root, reference=ref)
+    partial = {t: [True, False] for t in TAGS if t != "position"}
+    write_json(root / "eval" / "a_s0" / "geneval" / "summary.json", geneval_summary(partial, allow_missing_tags=True))
+    with pytest.raises(ValueError, match="no images for GenEval tag 'position'"):
+        build_table("T-X", {**spec, "metrics": ["geneval_position"]}, root, reference=ref)
+    assert not (root / "tables").exists()  # nothing half-written
+
+
+def test_shipped_reference_values_match_paper_spec():
+    ref = load_reference()
+    runs = ["dit_i_ta", "dit_i_ta_cutmix", "cad_i_ta", "cad_i_ta_cutmix"]
+    fid = {run: ref.reported("T-IA", run, "fd") for run in runs}
+    assert {r: v.value for r, v in fid.items()} == {"dit_i_ta": 6.29, "dit_i_ta_cutmix": 7.30, "cad_i_ta": 6.16,
+                                                    "cad_i_ta_cutmix": 6.62}
+    assert all("2502.21318" in v.source and "Inception" in v.note for v in fid.values())
+    assert fid["dit_i_ta_cutmix"].text == "7.30"  # printed as the paper wrote it
+    assert ref.reported("T-TA", "dit_i_ta", "fd") is None and ref.reported("T-IA", "dit_i_ta", "precision") is None
+    assert ref.rows("T-GENEVAL") == ["SD v1.5", "SD v2.1", "SD-XL", "PixArt-alpha"] == ref.rows("T-DPG")
+    assert ref.reported("T-GENEVAL", "SD-XL", "geneval_overall").value == 0.55
+    assert ref.reported("T-DPG", "SD-XL", "dpg_overall").value == 74.65
+    assert ref.rows("T-TA") == ref.rows("T-CM") == ref.rows("T-RES") == ref.rows("T-AES") == []
+    assert any("200k" in c.text for c in ref.claims("F-OVERFIT"))
+    assert any("+6%" in c.text and "v3" in c.source for c in ref.claims("T-GENEVAL"))
+
+
+def _fd_series(root, run: str, steps: dict[int, float], final: float) -> None:
+    for step, fd in steps.items():
+        write_json(root / "eval" / run / "fd" / f"step-{step:07d}.json", fd_scores(fd))
+    write_json(root / "eval" / run / "fd" / "final.json", fd_scores(final))
+
+
+def test_figure_overfit(tmp_path):
+    root = tmp_path / "results"
+    _fd_series(root, "ta_s0", {150: 30.0, 300: 20.0}, 25.0)
+    _fd_series(root, "ta_s1", {150: 34.0, 300: 22.0}, 29.0)
+    _fd_series(root, "ta_ia", {150: 31.0, 300: 21.0, 600: 99.0}, 18.0)
+    for run in ["ta_s0", "ta_s1"]:
+        write_json(root / "runs" / run / "provenance.json", {"summary": {"step": 600}})
+    (root / "runs" / "ta_ia").mkdir(parents=True)
+    (root / "runs" / "ta_ia" / "train.csv").write_text("step,loss\n1,1.0\n599,0.1\n600,0.1\n")
+    spec = {"title": "FD vs step", "panels": [{"title": "DiT-I", "lines": [
+        {"label": "TA", "runs": ["ta_s0", "ta_s1"]}, {"label": "TA+IA", "runs": ["ta_ia"]}]}]}
+    out = figure_overfit("F-OVERFIT", spec, root, tmp_path / "figures" / "F-OVERFIT.png")
+    ta, ia = out["series"]["DiT-I"]["TA"], out["series"]["DiT-I"]["TA+IA"]
+    assert ta["steps"] == [150, 300, 600] and ta["mean"] == pytest.approx([32.0, 21.0, 27.0])
+    assert ta["std"] == pytest.approx([np.std([30, 34], ddof=1), np.std([20, 22], ddof=1), np.std([25, 29], ddof=1)])
+    assert ia["mean"] == pytest.approx([31.0, 21.0, 18.0]) and ia["std"] is None  # final.json replaces step 600
+    assert out["png"].stat().st_size > 1000 and out["pdf"].read_bytes()[:4] == b"%PDF"
+    with Image.open(out["png"]) as im:
+        assert im.size[0] > im.size[1] > 100
+    record = read_json(provenance_path(out["png"]))
+    assert str(root / "runs" / "ta_ia" / "train.csv") in record["inputs"]
+    assert str(root / "eval" / "ta_s1" / "fd" / "step-0000150.json") in record["inputs"]
+    assert any("200k" in c for c in record["claims"])
+
+    (root / "eval" / "ta_ia" / "fd" / "final.json").unlink()
+    with pytest.raises(FileNotFoundError, match="ta_ia/fd/final.json is missing"):
+        figure_overfit("F-OVERFIT", spec, root, tmp_path / "figures" / "F-OVERFIT.png")
+
+
+def test_figure_qual(tmp_path):
+    images = {}
+    for r, run in enumerate(["ta", "ta_ia"]):
+        for p, prompt in enumerate(["a red circle", "a blue square in the lower right of the image"]):
+            path = tmp_path / run / f"{p}.png"
+            path.parent.mkdir(exist_ok=True)
+            Image.fromarray(np.full((32, 32, 3), 60 * (r + 2 * p), np.uint8)).save(path)
+            images[(run, prompt)] = path
+    out = figure_qual(images, tmp_path / "F-QUAL", column_labels={"ta": "TA", "ta_ia": "TA+IA"}, title="samples")
+    with Image.open(out["png"]) as im:
+        assert im.size[1] > 200 and np.asarray(im.convert("L")).std() > 0
+    assert out["pdf"].read_bytes()[:4] == b"%PDF"
+    record = read_json(provenance_path(out["png"]))
+    assert record["inputs"]["ta_ia|a red circle"]["sha256"] == sha256_file(images[("ta_ia", "a red circle")])
+    del images[("ta", "a red circle")]
+    with pytest.raises(ValueError, match=r"missing \(run, prompt\) \[\('ta', 'a red circle'\)\]"):
+        figure_qual(images, tmp_path / "F-QUAL2")

@@ -1,0 +1,162 @@
+rule geneval_prompts:
+    """GenEval metadata over the world's vocabulary (the official generator, seed 43)."""
+    output:
+        f"{R}/eval/geneval_prompts.jsonl",
+    params:
+        code=CODE,
+        geneval=config["eval"]["geneval"],
+    log:
+        f"{R}/logs/geneval_prompts.log",
+    shell:
+        "imagenet-t2i geneval prompts --config {CFG} --out {output} > {log} 2>&1"
+
+
+rule geneval_sample:
+    """Samples of every GenEval prompt in the official folder layout."""
+    input:
+        model=f"{R}/runs/{{run}}/final",
+        prompts=f"{R}/eval/geneval_prompts.jsonl",
+        uncond=lambda w: wf.run_shards(config, w.run)[0],
+    output:
+        directory(f"{R}/eval/{{run}}/geneval/images"),
+    params:
+        code=CODE,
+        sample=config["sample"],
+        eval=config["eval"]["steps"],
+    log:
+        f"{R}/logs/geneval_sample_{{run}}.log",
+    shell:
+        "imagenet-t2i geneval sample --config {CFG} --model {input.model} --prompts {input.prompts} "
+        "--uncond {input.uncond} --out {output} > {log} 2>&1"
+
+
+rule geneval_detect:
+    """Perception: raw detections of every GenEval sample."""
+    input:
+        f"{R}/eval/{{run}}/geneval/images",
+    output:
+        f"{R}/eval/{{run}}/geneval/detections.jsonl",
+    params:
+        code=CODE,
+    log:
+        f"{R}/logs/geneval_detect_{{run}}.log",
+    shell:
+        "imagenet-t2i geneval detect --config {CFG} --images {input} --out {output} > {log} 2>&1"
+
+
+rule geneval_score:
+    """Official GenEval scoring rules over the detections, and the per-tag summary."""
+    input:
+        images=f"{R}/eval/{{run}}/geneval/images",
+        detections=f"{R}/eval/{{run}}/geneval/detections.jsonl",
+    output:
+        results=f"{R}/eval/{{run}}/geneval/results.jsonl",
+        summary=f"{R}/eval/{{run}}/geneval/summary.json",
+    params:
+        code=CODE,
+    log:
+        f"{R}/logs/geneval_score_{{run}}.log",
+    shell:
+        "(imagenet-t2i geneval score --images {input.images} --detections {input.detections} --out {output.results} "
+        "&& imagenet-t2i geneval summary {output.results} --out {output.summary} --allow-missing-tags) > {log} 2>&1"
+
+
+rule dpg_benchmark:
+    """The DPG-style benchmark of the world: dense prompts and question graphs."""
+    output:
+        prompts=f"{R}/eval/dpg/prompts.jsonl",
+        questions=f"{R}/eval/dpg/questions.csv",
+    params:
+        code=CODE,
+        dpg=config["eval"]["dpg"],
+    log:
+        f"{R}/logs/dpg_benchmark.log",
+    shell:
+        "imagenet-t2i dpg benchmark --config {CFG} --out $(dirname {output.prompts}) > {log} 2>&1"
+
+
+rule dpg_sample:
+    """One 2x2 grid of samples per DPG prompt."""
+    input:
+        model=f"{R}/runs/{{run}}/final",
+        prompts=f"{R}/eval/dpg/prompts.jsonl",
+        uncond=lambda w: wf.run_shards(config, w.run)[0],
+    output:
+        directory(f"{R}/eval/{{run}}/dpg/grids"),
+    params:
+        code=CODE,
+        sample=config["sample"],
+        eval=config["eval"]["steps"],
+    log:
+        f"{R}/logs/dpg_sample_{{run}}.log",
+    shell:
+        "imagenet-t2i dpg sample --config {CFG} --model {input.model} --prompts {input.prompts} "
+        "--uncond {input.uncond} --out {output} > {log} 2>&1"
+
+
+rule dpg_answer:
+    """Perception: yes/no answers to every question on every cell."""
+    input:
+        grids=f"{R}/eval/{{run}}/dpg/grids",
+        questions=f"{R}/eval/dpg/questions.csv",
+    output:
+        f"{R}/eval/{{run}}/dpg/answers.jsonl",
+    params:
+        code=CODE,
+    log:
+        f"{R}/logs/dpg_answer_{{run}}.log",
+    shell:
+        "imagenet-t2i dpg answer --config {CFG} --grids {input.grids} --questions {input.questions} "
+        "--out {output} > {log} 2>&1"
+
+
+rule dpg_score:
+    """Official DPG-Bench scoring (bug-compatibility flags off)."""
+    input:
+        questions=f"{R}/eval/dpg/questions.csv",
+        answers=f"{R}/eval/{{run}}/dpg/answers.jsonl",
+    output:
+        f"{R}/eval/{{run}}/dpg/scores.json",
+    params:
+        code=CODE,
+    log:
+        f"{R}/logs/dpg_score_{{run}}.log",
+    shell:
+        "imagenet-t2i dpg score --questions {input.questions} --answers {input.answers} --out {output} > {log} 2>&1"
+
+
+rule feature_net:
+    """The tiny world's FD feature network, trained once on the train split (Inception's role)."""
+    input:
+        train=f"{R}/data/train",
+        val=f"{R}/data/val",
+    output:
+        directory(f"{R}/eval/feature_net"),
+    params:
+        code=CODE,
+        fd=config["eval"]["fd"],
+    log:
+        f"{R}/logs/feature_net.log",
+    shell:
+        "imagenet-t2i fd train-net --config {CFG} --train {input.train} --val {input.val} --out {output} > {log} 2>&1"
+
+
+rule fd:
+    """FD, precision/recall/density/coverage of one checkpoint's samples of val captions vs the val images."""
+    input:
+        model=lambda w: wf.model_dir(config, w.run, w.ckpt),
+        captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
+        reference=f"{R}/data/val",
+        net=f"{R}/eval/feature_net",
+        uncond=lambda w: wf.run_shards(config, w.run)[0],
+    output:
+        f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+    params:
+        code=CODE,
+        fd=config["eval"]["fd"],
+        sample=config["sample"],
+    log:
+        f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+    shell:
+        "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
+        "--reference {input.reference} --net {input.net} --uncond {input.uncond} --out {output} > {log} 2>&1"

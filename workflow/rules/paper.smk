@@ -1,0 +1,50 @@
+rule table:
+    """One paper table: ours beside the paper's reported values (CSV, Markdown, LaTeX + provenance)."""
+    input:
+        lambda w: wf.table_inputs(config, w.table),
+    output:
+        csv=report(f"{R}/tables/{{table}}.csv", caption="../report/table.rst", category="Tables"),
+        md=f"{R}/tables/{{table}}.md",
+        tex=f"{R}/tables/{{table}}.tex",
+        prov=report(f"{R}/tables/{{table}}.csv.prov.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        code=CODE,
+        spec=lambda w: config["tables"][w.table],
+    log:
+        f"{R}/logs/table_{{table}}.log",
+    shell:
+        "imagenet-t2i table --config {CFG} --table {wildcards.table} --out {output.csv} > {log} 2>&1"
+
+
+rule figure_overfit:
+    """F-OVERFIT: FD vs training step, TA vs TA+IA."""
+    input:
+        wf.overfit_inputs(config),
+    output:
+        png=report(f"{R}/figures/F-OVERFIT.png", caption="../report/figure.rst", category="Figures"),
+        pdf=f"{R}/figures/F-OVERFIT.pdf",
+        prov=report(f"{R}/figures/F-OVERFIT.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        code=CODE,
+        spec=config.get("figures", {}).get("F-OVERFIT"),
+    log:
+        f"{R}/logs/figure_F-OVERFIT.log",
+    shell:
+        "imagenet-t2i figure --config {CFG} --figure F-OVERFIT --out {output.png} > {log} 2>&1"
+
+
+rule figure_qual:
+    """F-QUAL: TA vs TA+IA samples on the same prompts."""
+    input:
+        wf.qual_inputs(config),
+    output:
+        png=report(f"{R}/figures/F-QUAL.png", caption="../report/figure.rst", category="Figures"),
+        pdf=f"{R}/figures/F-QUAL.pdf",
+        prov=report(f"{R}/figures/F-QUAL.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        code=CODE,
+        spec=config.get("figures", {}).get("F-QUAL"),
+    log:
+        f"{R}/logs/figure_F-QUAL.log",
+    shell:
+        "imagenet-t2i figure --config {CFG} --figure F-QUAL --out {output.png} > {log} 2>&1"
