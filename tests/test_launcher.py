@@ -1,4 +1,5 @@
 """The submitit launcher with the real local executor: success, failure, resume after a kill."""
+import json
 import os
 import signal
 import subprocess
@@ -42,8 +43,6 @@ def test_killed_launch_resumes_to_the_same_weights(tiny_shards, tmp_path):
     script = (f"import json,sys; from imagenet_t2i.train.launcher import launch; "
               f"launch(json.loads(sys.argv[1]), {LOCAL!r}, {str(tiny_shards)!r}, {str(tmp_path / 'run')!r}, "
               f"{str(tmp_path / 'state')!r}, poll_s=0.2)")
-    import json
-
     proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(cfg)], start_new_session=True)
     state = tmp_path / "state" / "last.pt"
     deadline = time.time() + 120

@@ -58,7 +58,7 @@ rule geneval_score:
         f"{R}/logs/geneval_score_{{run}}.log",
     shell:
         "(imagenet-t2i geneval score --images {input.images} --detections {input.detections} --out {output.results} "
-        "&& imagenet-t2i geneval summary {output.results} --out {output.summary} --allow-missing-tags) > {log} 2>&1"
+        "&& imagenet-t2i geneval summary {output.results} --out {output.summary}) > {log} 2>&1"
 
 
 rule dpg_benchmark:
