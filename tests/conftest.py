@@ -27,7 +27,7 @@ TINY_MODELS = {
 
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory):
-    """A real miniature pipeline: rendered world, CutMix set, TA captions, MiniLM shards (train_ta, cutmix_ta)."""
+    """A real miniature pipeline: rendered world, CutMix set, TA captions, MiniLM shards (train_ta, cutmix_all_ta)."""
     from imagenet_t2i.augment import build_cutmix_set
     from imagenet_t2i.captions import SceneCaptioner, write_captions
     from imagenet_t2i.encode.autoencoder import PixelAutoencoder
@@ -38,9 +38,9 @@ def tiny_shards(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     build_split(root / "data" / "train", "train", 40, seed=0, size=32, progress=False)
-    build_cutmix_set(root / "data" / "train", root / "augment" / "cutmix", "all", seed=0, progress=False)
+    build_cutmix_set(root / "data" / "train", root / "augment" / "cutmix_all", "all", seed=0, progress=False)
     encoder = MiniLMEncoder(max_tokens=64)
-    for name, folder in (("train", root / "data" / "train"), ("cutmix", root / "augment" / "cutmix")):
+    for name, folder in (("train", root / "data" / "train"), ("cutmix_all", root / "augment" / "cutmix_all")):
         captions = root / "captions" / f"{name}_ta.jsonl"
         write_captions(read_jsonl(folder / "scenes.jsonl"), SceneCaptioner(seed=0), captions)
         write_shards(folder, captions, root / "shards" / f"{name}_ta", PixelAutoencoder(), encoder, 32,
@@ -57,4 +57,4 @@ def tiny_run(model: str = "dit_i", augment: str = "cutmix", steps: int = 8, **tr
                          "eps": 1e-8, "weight_decay": 0.01, "warmup": 2, "cosine_fraction": 0.7}}
     cfg.update(train)
     return {"name": f"{model}_test", "seed": 0, "model": dict(TINY_MODELS[model]), "model_name": model,
-            "captions": "ta", "augment": augment, "train": cfg, "resolution": 32}
+            "captions": "ta", "augment": augment, "pattern": "all", "train": cfg, "resolution": 32}

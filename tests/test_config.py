@@ -50,8 +50,11 @@ def test_resolve_run_merges_optimizer_and_steps():
     config["runs"]["cad_i_ta_cutmix_crop"]["steps"] = 7
     run = resolve_run(config, "cad_i_ta_cutmix_crop")
     assert run["train"]["steps"] == 7
-    assert run["train"]["optimizer"]["name"] == "lamb"
-    assert run_shard_sets(run) == {"train": "train_ta", "cutmix": "cutmix_ta", "crop": "crop_ta"}
+    assert run["train"]["optimizer"] == config["train"]["optimizer"]["cad_i"]
+    assert run_shard_sets(run) == {"train": "train_ta", "cutmix": "cutmix_all_ta", "crop": "crop_ta"}
+    ablation = resolve_run(config, "dit_i_ta_cm_tau0")
+    assert ablation["train"]["cutmix"]["tau"] == 0.0 and config["train"]["cutmix"]["tau"] == 0.4
+    assert run_shard_sets(resolve_run(config, "dit_i_ta_cm_half"))["cutmix"] == "cutmix_half_ta"
     with pytest.raises(ConfigError, match="runs.nope"):
         resolve_run(config, "nope")
 
@@ -65,3 +68,20 @@ def test_cli_rejects_bad_config_with_exit_code_and_key(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "sample.guidance" in proc.stderr
+
+
+def test_paper_config_keeps_the_official_cad_i_recipe():
+    paper = load_config(REPO / "config" / "paper.yaml")
+    assert paper["train"]["optimizer"]["cad_i"]["name"] == "lamb"
+    assert paper["train"]["ema"]["decay"] == 0.0001 and paper["seed"] == 3407
+
+
+def test_replicates_add_seeded_runs_and_widen_table_rows():
+    config = yaml.safe_load(DEFAULT.read_text())
+    config["replicates"] = [0, 1, 2]
+    validate_config(config)
+    assert config["runs"]["cad_i_ta_s2"]["seed"] == 2
+    assert config["tables"]["T-TA"]["rows"][0]["runs"] == ["dit_i_aio", "dit_i_aio_s1", "dit_i_aio_s2"]
+    n = len(config["runs"])
+    validate_config(config)  # idempotent: the written resolved config validates unchanged
+    assert len(config["runs"]) == n

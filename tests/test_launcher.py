@@ -23,7 +23,7 @@ def test_launch_success_writes_provenance(tiny_shards, tmp_path):
     prov = read_json(tmp_path / "run" / "provenance.json")
     assert prov == record
     assert prov["job"]["cluster"] == "local" and prov["job"]["state"] in ("DONE", "COMPLETED", "FINISHED")
-    assert set(prov["inputs"]) == {"train_ta", "cutmix_ta"}
+    assert set(prov["inputs"]) == {"train_ta", "cutmix_all_ta"}
     assert prov["summary"]["step"] == 5 and len(prov["config_hash"]) == 16
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
     assert not (tmp_path / "state" / "job.json").exists()

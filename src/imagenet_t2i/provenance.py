@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,13 +76,10 @@ def provenance_path(output: str | os.PathLike) -> Path:
 
 
 def accelerator() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
+    """GPUs when the calling process uses torch (never imported just for this: it costs seconds per job)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return f"cpu ({os.cpu_count()} cores)"
 
 

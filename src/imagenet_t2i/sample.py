@@ -1,6 +1,7 @@
 """Sample a trained model for a list of prompts: PNG files and a labelled grid."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,10 @@ def make_grid(images: list[np.ndarray], prompts: list[str], per_row: int, cell: 
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default()
     for r, prompt in enumerate(prompts):
-        draw.text((4, r * (cell + 4) + cell // 2 - 6), prompt[:42], fill="black", font=font)
+        lines = textwrap.wrap(prompt, 40)[:4]
+        top = r * (cell + 4) + cell // 2 - 6 * len(lines)
+        for j, line in enumerate(lines):
+            draw.text((4, top + 12 * j), line, fill="black", font=font)
         for c in range(per_row):
             tile = Image.fromarray(images[r * per_row + c]).resize((cell, cell), Image.NEAREST)
             grid.paste(tile, (label_w + c * (cell + 4), r * (cell + 4)))

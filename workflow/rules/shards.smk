@@ -9,6 +9,7 @@ rule shards:
         code=CODE,
         encode=config["encode"],
     threads: 2
+    priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}.log",
     resources:

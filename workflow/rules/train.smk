@@ -16,6 +16,7 @@ rule train:
         run=lambda w: wf.run_hash(config, w.run),
         state=f"{R}/state/{{run}}",
     threads: config["train"]["threads"]
+    priority: 10  # training first: the many short evaluation jobs then fill both cores
     log:
         f"{R}/logs/train_{{run}}.log",
     resources:
