@@ -166,3 +166,17 @@ def test_interrupted_run_resumes_at_the_first_unfinished_shard(tmp_path):
     assert stamps == {n: (out / n).stat().st_mtime_ns for n in finished}  # not rewritten
     assert not (out / PROGRESS).exists()
     assert resumed["shards"] == fresh["shards"] and resumed["skipped"] == fresh["skipped"]  # byte-identical tars
+
+
+def test_atomic_write_gives_outputs_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from imagenet_t2i.io import atomic_write
+
+    with atomic_write(tmp_path / "out.txt") as f:
+        f.write("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
