@@ -7,6 +7,7 @@ rule captions:
     params:
         code=CODE,
         captions=config["captions"],
+    priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/captions_{{set}}_{{kind}}.log",
     resources:

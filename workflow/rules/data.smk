@@ -5,6 +5,7 @@ rule source:
     params:
         code=CODE,
         source=config["source"],
+    priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/source_{{split}}.log",
     resources:
@@ -22,6 +23,7 @@ rule augment:
     params:
         code=CODE,
         augment=config.get("augment", {}),
+    priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/augment_{{aug}}.log",
     resources:

@@ -8,12 +8,12 @@ rule shards:
     params:
         code=CODE,
         encode=config["encode"],
-    threads: 2
+    threads: 1  # a 2-thread job waits for both cores at once and starves behind the 1-core jobs
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}.log",
     resources:
         mem_mb=4000,
     shell:
-        "imagenet-t2i shards --config {CFG} --images {input.images} --captions {input.captions} "
+        "OMP_NUM_THREADS={threads} imagenet-t2i shards --config {CFG} --images {input.images} --captions {input.captions} "
         "--out {output} > {log} 2>&1"
