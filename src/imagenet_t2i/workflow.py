@@ -70,6 +70,26 @@ def run_captions(config: dict, run: str) -> str:
     return config["runs"][run]["captions"]
 
 
+EMBEDDING_SETS = ("grid", "geneval", "dpg", "val_aio", "val_ta")
+
+
+def embedding_inputs(config: dict, texts: str) -> list[str]:
+    """Files whose texts one prompt-embedding cache holds (besides ``sample.grid_prompts``, always in):
+    ``grid`` none, ``geneval`` / ``dpg`` the benchmark prompts, ``val_<kind>`` the val captions FD samples.
+    One cache per use, so a change to one benchmark reruns only its own sampling jobs."""
+    root = results_dir(config)
+    files = {"grid": [], "geneval": [f"{root}/eval/geneval_prompts.jsonl"], "dpg": [f"{root}/eval/dpg/prompts.jsonl"],
+             "val_aio": [f"{root}/captions/val_aio.jsonl"], "val_ta": [f"{root}/captions/val_ta.jsonl"]}
+    if texts not in files:
+        raise ValueError(f"unknown prompt-embedding set {texts!r}: one of {list(files)}")
+    return files[texts]
+
+
+def embeddings_path(config: dict, texts: str) -> str:
+    """The prompt-embedding cache of one set (see ``embedding_inputs``)."""
+    return f"{results_dir(config)}/eval/embeddings/{texts}.safetensors"
+
+
 def table_inputs(config: dict, table: str) -> list[str]:
     """Score files one table reads."""
     from .paper.tables import score_file

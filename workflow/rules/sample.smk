@@ -3,6 +3,7 @@ rule sample_grid:
     input:
         model=f"{R}/runs/{{run}}/final",
         shards=lambda w: wf.run_shards(config, w.run)[0],
+        embeddings=wf.embeddings_path(config, "grid"),
     output:
         grid=f"{R}/samples/{{run}}/grid.png",
         images=directory(f"{R}/samples/{{run}}/images"),
@@ -16,4 +17,4 @@ rule sample_grid:
         mem_mb=2000,
     shell:
         "imagenet-t2i sample --config {CFG} --model {input.model} --uncond {input.shards} "
-        "--out {output.images} --grid {output.grid} > {log} 2>&1"
+        "--embeddings {input.embeddings} --out {output.images} --grid {output.grid} > {log} 2>&1"
