@@ -196,3 +196,17 @@ def test_figure_qual(tmp_path):
     del images[("ta", "a red circle")]
     with pytest.raises(ValueError, match=r"missing \(run, prompt\) \[\('ta', 'a red circle'\)\]"):
         figure_qual(images, tmp_path / "F-QUAL2")
+
+
+def test_colour_probe_diagnostic_is_a_table_metric(world):
+    root, spec, ref = world
+    for n, run in enumerate(["a_s0", "a_s1", "a_s2", "b"]):
+        write_json(root / "eval" / run / "colour_probe.json",
+                   {"accuracy": 0.2 * n, "correct": n, "images": 5, "chance": 0.1, "per_colour": {}})
+    table = build_table("T-X", {**spec, "metrics": ["colour_probe"]}, root, reference=ref)
+    rows = {r.label: r for r in table.rows}
+    assert rows["A"].cells["colour_probe"].mean == pytest.approx(0.2)
+    assert rows["B"].cells["colour_probe"].values == [pytest.approx(0.6)]
+    assert rows["B"].cells["colour_probe"].reported is None  # the paper has no such metric
+    with pytest.raises(ValueError, match="colour_probe"):
+        build_table("T-X", {**spec, "metrics": ["colour_prob"]}, root, reference=ref)

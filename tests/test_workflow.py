@@ -61,6 +61,16 @@ def test_reproduce_all_builds_every_run_and_grid(smoke):
     assert "DiT-I TA+CutMix+Crop" in (results / "tables" / "T-IA.md").read_text()
     for fig in ("F-OVERFIT", "F-QUAL"):
         assert (results / "figures" / f"{fig}.png").stat().st_size > 1000
+    # every sampling job read its prompt-embedding cache, none the text encoder
+    for sampled, cache in (("eval/dit_i_ta/geneval/images/provenance.json", "geneval"),
+                           ("eval/cad_i_aio/dpg/grids/provenance.json", "dpg"),
+                           ("eval/cad_i_aio/fd/final.json.prov.json", "val_aio"),
+                           ("samples/dit_i_ta/images/provenance.json", "grid"),
+                           ("eval/cad_i_aio/colour_probe/provenance.json", "grid")):
+        expected = f"results/smoke/eval/embeddings/{cache}.safetensors"
+        assert read_json(results / sampled)["inputs"]["embeddings"]["path"] == expected
+    probe = read_json(results / "eval" / "dit_i_ta" / "colour_probe.json")
+    assert probe["images"] == 60 and probe["chance"] == 0.1 and set(probe["per_colour"]) == set(config["source"]["colors"])
     summary = read_json(results / "eval" / "dit_i_ta" / "geneval" / "summary.json")
     assert 0 <= summary["overall"] <= 1
     manifest = read_json(results / "shards" / "train_ta" / "manifest.json")

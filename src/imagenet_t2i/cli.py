@@ -5,8 +5,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, load_config, resolve_run
+
+if TYPE_CHECKING:
+    from .encode.text import TextEncoder
 
 
 def _config(paths: list[str]) -> dict:
@@ -130,34 +134,97 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from .encode.autoencoder import make_autoencoder
-    from .encode.text import make_text_encoder
     from .loader import load_uncond
     from .sample import make_grid, sample_prompts
 
     config = _config(args.config)
     sample_cfg = dict(config["sample"])
-    prompts = Path(args.prompts).read_text().splitlines() if args.prompts else sample_cfg["grid_prompts"]
-    prompts = [p.strip() for p in prompts if p.strip()]
+    prompts = _prompt_lines(Path(args.prompts).read_text().splitlines() if args.prompts else sample_cfg["grid_prompts"])
     t0 = time.time()
     uncond, _ = load_uncond(args.uncond)
     paths = sample_prompts(args.model, make_autoencoder(config["encode"]["autoencoder"]),
-                           make_text_encoder(config["encode"]["text"]), uncond[0], prompts, sample_cfg, args.out)
+                           _text_encoder(config, args.embeddings), uncond[0], prompts, sample_cfg, args.out)
+    inputs = {"model": args.model, "uncond": args.uncond, **_embeddings_input(args)}
     if args.grid:
         from .io import atomic_write
 
         images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
         with atomic_write(args.grid, "wb") as f:
             make_grid(images, prompts, sample_cfg["samples_per_prompt"]).save(f, format="PNG")
-        _provenance("sample", sample_cfg, {"model": args.model, "uncond": args.uncond}, args.grid, t0)
-    _provenance("sample", sample_cfg, {"model": args.model, "uncond": args.uncond}, args.out, t0)
+        _provenance("sample", sample_cfg, inputs, args.grid, t0)
+    _provenance("sample", sample_cfg, inputs, args.out, t0)
 
 
-def _eval_backends(config: dict, uncond_dir: str) -> tuple:
-    from .encode.autoencoder import make_autoencoder
+def _prompt_lines(lines: list[str]) -> list[str]:
+    """Prompts as sampled: stripped, blank lines dropped."""
+    return [p.strip() for p in lines if p.strip()]
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
     from .encode.text import make_text_encoder
+    from .encode.text_cache import read_texts, write_text_cache
+
+    config = _config(args.config)
+    texts = _prompt_lines(config["sample"]["grid_prompts"]) + [row["prompt"] for row in _probe_rows(config)]
+    for path in args.texts_from:
+        texts += read_texts(path, args.captions_limit)
+    t0 = time.time()
+    n = write_text_cache(make_text_encoder(config["encode"]["text"]), texts, args.out)
+    print(f"{args.out}: {n} distinct texts ({len(texts)} read)")
+    _provenance("embed", {"text": config["encode"]["text"], "grid_prompts": config["sample"]["grid_prompts"],
+                          "captions_limit": args.captions_limit}, {p: p for p in args.texts_from}, args.out, t0)
+
+
+def _probe_rows(config: dict) -> list[dict]:
+    """The colour probe's prompts: the synthetic world's colour x class; none at paper scale."""
+    from .evaluation.colour_probe import probe_prompts
+
+    src = config["source"]
+    return probe_prompts(src["classes"], src["colors"]) if src["backend"] == "synthetic" else []
+
+
+def cmd_colour_probe(args: argparse.Namespace) -> None:
+    from .evaluate import sample_colour_probe
+    from .evaluation.colour_probe import probe_accuracy
+    from .io import write_json
+
+    config = _config(args.config)
+    rows, k = _probe_rows(config), config["eval"]["colour_probe"]["samples_per_prompt"]
+    if not rows:
+        raise ConfigError("config key 'source.backend': the colour probe is a diagnostic of the synthetic world "
+                          "(its colours and classes); drop colour_probe from the tables of this config")
+    t0 = time.time()
+    images = sample_colour_probe(args.model, rows, args.images, *_eval_backends(config, args.uncond, args.embeddings),
+                                 _eval_sample_cfg(config), k)
+    result = probe_accuracy(images, rows, k)
+    write_json(args.out, result)
+    print(f"{args.out}: colour probe accuracy {result['accuracy']:.3f} (chance {result['chance']:.3f})")
+    inputs = {"model": args.model, "uncond": args.uncond, **_embeddings_input(args)}
+    _provenance("colour_probe_sample", {**_eval_sample_cfg(config), "samples_per_prompt": k}, inputs, args.images, t0)
+    _provenance("colour_probe", {"samples_per_prompt": k}, {"images": args.images}, args.out, t0)
+
+
+def _text_encoder(config: dict, embeddings: str | None) -> TextEncoder:
+    """The prompt-embedding cache when given (no text encoder is loaded), else the configured encoder."""
+    if embeddings:
+        from .encode.text_cache import TextEmbeddingCache
+
+        return TextEmbeddingCache(embeddings, expect=config["encode"]["text"])
+    from .encode.text import make_text_encoder
+
+    return make_text_encoder(config["encode"]["text"])
+
+
+def _embeddings_input(args: argparse.Namespace) -> dict:
+    """The cache as a provenance input (audit re-hashes it), when one was used."""
+    return {"embeddings": args.embeddings} if args.embeddings else {}
+
+
+def _eval_backends(config: dict, uncond_dir: str, embeddings: str | None) -> tuple:
+    from .encode.autoencoder import make_autoencoder
     from .loader import load_uncond
 
-    return (make_autoencoder(config["encode"]["autoencoder"]), make_text_encoder(config["encode"]["text"]),
+    return (make_autoencoder(config["encode"]["autoencoder"]), _text_encoder(config, embeddings),
             load_uncond(uncond_dir)[0][0])
 
 
@@ -192,11 +259,12 @@ def cmd_geneval_sample(args: argparse.Namespace) -> None:
 
     config = _config(args.config)
     t0 = time.time()
-    n = sample_geneval(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond), _eval_sample_cfg(config),
-                       config["eval"]["geneval"]["samples_per_prompt"])
+    n = sample_geneval(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
+                       _eval_sample_cfg(config), config["eval"]["geneval"]["samples_per_prompt"])
     print(f"{args.out}: {n} samples")
     _provenance("geneval_sample", _eval_sample_cfg(config), {"model": args.model, "prompts": args.prompts,
-                                                             "uncond": args.uncond}, args.out, t0)
+                                                             "uncond": args.uncond, **_embeddings_input(args)},
+                args.out, t0)
 
 
 def cmd_geneval_detect(args: argparse.Namespace) -> None:
@@ -256,9 +324,11 @@ def cmd_dpg_sample(args: argparse.Namespace) -> None:
 
     config = _config(args.config)
     t0 = time.time()
-    sample_dpg(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond), _eval_sample_cfg(config))
+    sample_dpg(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
+               _eval_sample_cfg(config))
     _provenance("dpg_sample", _eval_sample_cfg(config), {"model": args.model, "prompts": args.prompts,
-                                                         "uncond": args.uncond}, args.out, t0)
+                                                         "uncond": args.uncond, **_embeddings_input(args)},
+                args.out, t0)
 
 
 def cmd_dpg_answer(args: argparse.Namespace) -> None:
@@ -301,15 +371,15 @@ def cmd_fd_score(args: argparse.Namespace) -> None:
     config = _config(args.config)
     fd = config["eval"]["fd"]
     t0 = time.time()
-    fake = sample_captions(args.model, args.captions, fd["num_samples"], *_eval_backends(config, args.uncond),
-                           _eval_sample_cfg(config))
+    fake = sample_captions(args.model, args.captions, fd["num_samples"],
+                           *_eval_backends(config, args.uncond, args.embeddings), _eval_sample_cfg(config))
     report = fd_report(load_feature_net(args.net), load_images(args.reference), fake, k=fd["k"])
     report["reference"] = args.reference
     write_json(args.out, report)
     print(f"{args.out}: FD {report['fd']:.3f}")
     _provenance("fd", {**fd, "sample": _eval_sample_cfg(config)},
-                {"model": args.model, "captions": args.captions, "reference": args.reference, "feature_net": args.net},
-                args.out, t0)
+                {"model": args.model, "captions": args.captions, "reference": args.reference, "feature_net": args.net,
+                 **_embeddings_input(args)}, args.out, t0)
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -353,6 +423,9 @@ def _provenance(stage: str, cfg: dict, inputs: dict, output: str, t0: float) -> 
     write_record(output, make_record(stage, cfg, inputs, [output], time.time() - t0))
 
 
+EMBEDDINGS_HELP = "prompt-embedding cache (imagenet-t2i embed) to read instead of loading the text encoder"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imagenet-t2i", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -394,6 +467,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--prompts", help="text file, one prompt a line (default: sample.grid_prompts)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--grid")
+    sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp = add("embed", cmd_embed, "encode the evaluation prompts once into a prompt-embedding cache (safetensors)")
+    sp.add_argument("--texts-from", nargs="*", default=[], metavar="JSONL",
+                    help="prompts JSONL ('prompt': GenEval, DPG) or captions JSONL ('caption'); "
+                         "sample.grid_prompts and the colour probe's prompts are always included")
+    sp.add_argument("--captions-limit", type=int, help="use only the first N captions of each captions file")
+    sp.add_argument("--out", required=True)
+    sp = add("colour-probe", cmd_colour_probe,
+             "tiny-world diagnostic: does the model paint the prompted colour? ('a photo of a {colour} {class}')")
+    for a in ("--model", "--uncond", "--images", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
 
     def group(name: str, help: str) -> argparse._SubParsersAction:  # noqa: A002
         return sub.add_parser(name, help=help, description=help).add_subparsers(dest="action", required=True)
@@ -411,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(ge, "sample", cmd_geneval_sample, "sample every prompt into the official folder layout")
     for a in ("--model", "--prompts", "--uncond", "--out"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp = leaf(ge, "detect", cmd_geneval_detect, "tiny-world perception: detections JSONL of a GenEval folder")
     sp.add_argument("--images", required=True)
     sp.add_argument("--out", required=True)
@@ -428,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(dp, "sample", cmd_dpg_sample, "one 2x2 grid per prompt")
     for a in ("--model", "--prompts", "--uncond", "--out"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp = leaf(dp, "answer", cmd_dpg_answer, "tiny-world perception: answers JSONL of a grid folder")
     for a in ("--grids", "--questions", "--out"):
         sp.add_argument(a, required=True)
@@ -444,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(fdp, "score", cmd_fd_score, "sample val captions and compare with the val images")
     for a in ("--model", "--captions", "--reference", "--net", "--uncond", "--out"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp = add("table", cmd_table, "build one paper table (CSV, Markdown, LaTeX) from the score files")
     sp.add_argument("--table", required=True)
     sp.add_argument("--out", required=True, help="results/<cfg>/tables/<id>.csv")

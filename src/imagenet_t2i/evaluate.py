@@ -59,6 +59,18 @@ def sample_dpg(model_dir: str | Path, prompts_path: str | Path, out_dir: str | P
     return len(rows)
 
 
+def sample_colour_probe(model_dir: str | Path, rows: list[dict], out_dir: str | Path, autoencoder: Autoencoder,
+                        text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict,
+                        samples_per_prompt: int) -> np.ndarray:
+    """Sample every colour-probe prompt ``samples_per_prompt`` times, prompt-major; also written as
+    ``<out>/<prompt:03d>_<sample:02d>.png``. -> (N, H, W, 3) uint8."""
+    flat = [row["prompt"] for row in rows for _ in range(samples_per_prompt)]
+    images = _generate(model_dir, autoencoder, text_encoder, uncond, flat, sample_cfg, sample_cfg["seed"] + 2)
+    for n, img in enumerate(images):
+        _save_png(img, Path(out_dir) / f"{n // samples_per_prompt:03d}_{n % samples_per_prompt:02d}.png")
+    return images
+
+
 def sample_captions(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
                     text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict) -> torch.Tensor:
     """One sample per caption for the first ``num`` captions (FD against the images they describe), (N, 3, H, W)."""

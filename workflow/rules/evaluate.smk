@@ -11,12 +11,33 @@ rule geneval_prompts:
         "imagenet-t2i geneval prompts --config {CFG} --out {output} > {log} 2>&1"
 
 
+rule prompt_embeddings:
+    """One set of evaluation prompts encoded once; the sampling jobs read it instead of the text encoder."""
+    input:
+        lambda w: wf.embedding_inputs(config, w.texts),
+    output:
+        f"{R}/eval/embeddings/{{texts}}.safetensors",
+    wildcard_constraints:
+        texts="|".join(wf.EMBEDDING_SETS),
+    params:
+        code=CODE,
+        text=config["encode"]["text"],
+        grid_prompts=config["sample"]["grid_prompts"],
+        num_captions=config["eval"]["fd"]["num_samples"],
+    log:
+        f"{R}/logs/prompt_embeddings_{{texts}}.log",
+    shell:
+        "imagenet-t2i embed --config {CFG} --texts-from {input} --captions-limit {params.num_captions} "
+        "--out {output} > {log} 2>&1"
+
+
 rule geneval_sample:
     """Samples of every GenEval prompt in the official folder layout."""
     input:
         model=f"{R}/runs/{{run}}/final",
         prompts=f"{R}/eval/geneval_prompts.jsonl",
         uncond=lambda w: wf.run_shards(config, w.run)[0],
+        embeddings=wf.embeddings_path(config, "geneval"),
     output:
         directory(f"{R}/eval/{{run}}/geneval/images"),
     params:
@@ -27,7 +48,7 @@ rule geneval_sample:
         f"{R}/logs/geneval_sample_{{run}}.log",
     shell:
         "imagenet-t2i geneval sample --config {CFG} --model {input.model} --prompts {input.prompts} "
-        "--uncond {input.uncond} --out {output} > {log} 2>&1"
+        "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
 
 
 rule geneval_detect:
@@ -81,6 +102,7 @@ rule dpg_sample:
         model=f"{R}/runs/{{run}}/final",
         prompts=f"{R}/eval/dpg/prompts.jsonl",
         uncond=lambda w: wf.run_shards(config, w.run)[0],
+        embeddings=wf.embeddings_path(config, "dpg"),
     output:
         directory(f"{R}/eval/{{run}}/dpg/grids"),
     params:
@@ -91,7 +113,7 @@ rule dpg_sample:
         f"{R}/logs/dpg_sample_{{run}}.log",
     shell:
         "imagenet-t2i dpg sample --config {CFG} --model {input.model} --prompts {input.prompts} "
-        "--uncond {input.uncond} --out {output} > {log} 2>&1"
+        "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
 
 
 rule dpg_answer:
@@ -149,6 +171,7 @@ rule fd:
         reference=f"{R}/data/val",
         net=f"{R}/eval/feature_net",
         uncond=lambda w: wf.run_shards(config, w.run)[0],
+        embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
     output:
         f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
     params:
@@ -159,4 +182,27 @@ rule fd:
         f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
     shell:
         "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
-        "--reference {input.reference} --net {input.net} --uncond {input.uncond} --out {output} > {log} 2>&1"
+        "--reference {input.reference} --net {input.net} --uncond {input.uncond} --embeddings {input.embeddings} "
+        "--out {output} > {log} 2>&1"
+
+
+rule colour_probe:
+    """Tiny-world diagnostic, not a paper metric: does the model paint the prompted colour (any shape)?"""
+    input:
+        model=f"{R}/runs/{{run}}/final",
+        uncond=lambda w: wf.run_shards(config, w.run)[0],
+        embeddings=wf.embeddings_path(config, "grid"),
+    output:
+        result=f"{R}/eval/{{run}}/colour_probe.json",
+        images=directory(f"{R}/eval/{{run}}/colour_probe"),
+    params:
+        code=CODE,
+        sample=config["sample"],
+        eval=config["eval"]["steps"],
+        probe=config["eval"]["colour_probe"],
+        vocabulary=[config["source"].get("classes"), config["source"].get("colors")],
+    log:
+        f"{R}/logs/colour_probe_{{run}}.log",
+    shell:
+        "imagenet-t2i colour-probe --config {CFG} --model {input.model} --uncond {input.uncond} "
+        "--embeddings {input.embeddings} --images {output.images} --out {output.result} > {log} 2>&1"

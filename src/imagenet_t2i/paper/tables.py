@@ -25,6 +25,7 @@ from ..provenance import make_record, write_record
 from .reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
 
 FD_METRICS = ("fd", "precision", "recall", "density", "coverage")
+COLOUR_PROBE = "colour_probe"  # tiny-world diagnostic (evaluation/colour_probe.py), not a paper metric
 NOT_RUN = "not run by us"
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 
@@ -33,12 +34,14 @@ def score_file(metric: str) -> str:
     """The score file (relative to ``eval/<run>/``) that holds ``metric``."""
     if metric in FD_METRICS:
         return "fd/final.json"
+    if metric == COLOUR_PROBE:
+        return "colour_probe.json"
     if metric == "geneval_overall" or metric.removeprefix("geneval_") in TAGS:
         return "geneval/summary.json"
     if metric.startswith("dpg_") and len(metric) > 4:
         return "dpg/scores.json"
     raise ValueError(
-        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, geneval_overall, "
+        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {COLOUR_PROBE}, geneval_overall, "
         f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall, dpg_<category> (a key of the DPG 'l1' scores)"
     )
 
@@ -47,6 +50,8 @@ def metric_value(metric: str, scores: Mapping, path: str | os.PathLike) -> float
     """Read ``metric`` from a parsed score file; a clear error names the file and the missing key."""
     if metric in FD_METRICS:
         value, key = scores.get(metric), metric
+    elif metric == COLOUR_PROBE:
+        value, key = scores.get("accuracy"), "accuracy"
     elif metric.startswith("geneval_"):
         tag = metric.removeprefix("geneval_")
         if tag == "overall":
@@ -264,6 +269,10 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
         lines.append("| " + " | ".join([row.label, ", ".join(row.runs) or "-", str(len(row.runs))]
                                        + [_ours_text(c, row.baseline) for c in cells]
                                        + [_reported_text(c) for c in cells]) + " |")
+    if COLOUR_PROBE in table.metrics:
+        lines += ["", f"{COLOUR_PROBE}: a tiny-world diagnostic, not a GenEval score: the share of samples of "
+                  "'a photo of a {colour} {class}' (every colour x class) whose dominant colour is the prompted "
+                  "one, any shape (chance 0.1 with ten colours). The paper has no such metric."]
     if table.feature_nets:
         lines += ["", "FD / precision / recall / density / coverage feature net: "
                   + "; ".join(f"`{n}`" for n in table.feature_nets)]
