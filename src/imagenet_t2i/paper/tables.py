@@ -1,7 +1,8 @@
 """Paper tables from per-run score files: ours (mean and spread over seeds) beside the paper's reported values.
 
 Score files (under ``<results_root>/eval/<run>/``): ``fd/final.json`` (``features.fd_report``),
-``geneval/summary.json`` (``geneval_score.summarize``), ``dpg/scores.json`` (``dpg_score.score_dpg``).
+``geneval/summary.json`` (``geneval_score.summarize``), ``dpg/scores.json`` (``dpg_score.score_dpg``),
+``colour_probe.json`` (``colour_probe.probe_accuracy``, tiny world only).
 Each table is written as ``<out>.csv``, ``<out>.md`` and ``<out>.tex`` plus a provenance record on the CSV
 whose ``cells`` map ``"row|metric"`` to the score files behind that cell (what ``audit`` walks).
 """
