@@ -5,6 +5,7 @@ import torch
 from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss, drop_captions, mix_batches
 from imagenet_t2i.diffusion.sampler import ddim_sample
 from imagenet_t2i.diffusion.schedule import add_noise, cosine_gamma, linear_gamma
+from imagenet_t2i.models import SIZES, build_model
 
 
 def test_schedules():
@@ -49,8 +50,8 @@ def test_caption_dropout_uses_unconditional_embedding():
     n = 20000
     g = torch.Generator().manual_seed(2)
     uncond = torch.full((2, 8), 7.0)
-    out = drop_captions(_batch(n, 1.0, 4), uncond, 0.1, g)
-    dropped = out.text[:, 0, 0] == 7
+    out, dropped = drop_captions(_batch(n, 1.0, 4), uncond, 0.1, g)
+    assert torch.equal(dropped, out.text[:, 0, 0] == 7)
     assert abs(dropped.float().mean().item() - 0.1) < 0.01
     assert torch.all(out.mask[dropped] == torch.tensor([True, True, False, False]))
     assert torch.all(out.text[dropped][:, 2:] == 0)
@@ -86,6 +87,103 @@ def test_self_conditioning_feeds_first_pass_latents():
     model = Oracle(c)
     diffusion_loss(model, base, [], torch.zeros(1, 8), torch.Generator().manual_seed(0), self_cond_rate=1.0)
     assert model.calls[0] is None and model.calls[1] is not None and len(model.calls) == 2
+
+
+def test_self_conditioning_is_decided_per_sample():
+    n = 4000
+    c = torch.zeros(1, 3, 4, 4)
+    base = Batch(c.expand(n, -1, -1, -1).clone(), torch.zeros(n, 2, 8), torch.ones(n, 2, dtype=torch.bool))
+    states = []
+    for rate in (0.3, 0.9):
+        model, g = Oracle(c), torch.Generator().manual_seed(0)
+        diffusion_loss(model, base, [], torch.zeros(1, 8), g, self_cond_rate=rate)
+        prev = model.calls[1]  # (N, 2, 3): the Oracle's latents are ones
+        fed = prev.flatten(1).amax(1) == 1
+        assert torch.equal(prev, fed.float().view(-1, 1, 1).expand_as(prev))  # whole samples, fed or zero
+        assert abs(fed.float().mean().item() - rate) < 0.03
+        states.append(g.get_state())
+    assert torch.equal(*states)  # as many generator draws whatever the coin outcomes
+    model = Oracle(c)
+    diffusion_loss(model, base, [], torch.zeros(1, 8), torch.Generator().manual_seed(0), self_cond_rate=0.0)
+    assert model.calls == [None]
+
+
+def _tiny_cad_i(coherence: bool) -> torch.nn.Module:
+    """Tiny CAD-I with every parameter perturbed (the zero-init self-conditioning LayerNorm would hide it)."""
+    torch.manual_seed(0)
+    model = build_model("cad_i", **SIZES["cad_i"]["tiny"], coherence=coherence)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def _capture(model: torch.nn.Module) -> list[tuple[tuple, dict, tuple]]:
+    """Record (args, kwargs, output) of every forward call of the real model."""
+    calls = []
+    model.register_forward_hook(lambda m, args, kwargs, out: calls.append((args, kwargs, out)), with_kwargs=True)
+    return calls
+
+
+def _cad_batch(n: int) -> tuple[Batch, torch.Tensor]:
+    gen = torch.Generator().manual_seed(5)
+    base = Batch(torch.randn(n, 3, 32, 32, generator=gen), torch.randn(n, 4, 384, generator=gen),
+                 torch.ones(n, 4, dtype=torch.bool))
+    return base, torch.randn(1, 384, generator=gen)
+
+
+@torch.no_grad()
+def test_cad_i_coherence_follows_caption_dropout():
+    base, uncond = _cad_batch(3)
+    model = _tiny_cad_i(coherence=True)
+    for cfg_dropout, value in ((1.0, 0.0), (0.0, 1.0)):
+        calls = _capture(model)
+        diffusion_loss(model, base, [], uncond, torch.Generator().manual_seed(0), cfg_dropout, self_cond_rate=1.0)
+        assert len(calls) == 2  # the self-conditioning pass sees the same coherence
+        for _, kwargs, _ in calls:
+            torch.testing.assert_close(kwargs["coherence"], torch.full((3,), value))
+    for model, rate in ((_tiny_cad_i(coherence=False), 0.9), (build_model("dit_i", **SIZES["dit_i"]["tiny"]), 0.0)):
+        calls = _capture(model)
+        diffusion_loss(model, base, [], uncond, torch.Generator().manual_seed(0), 0.5, self_cond_rate=rate)
+        assert all("coherence" not in kwargs for _, kwargs, _ in calls)
+
+
+@torch.no_grad()
+def test_cad_i_unfed_samples_match_the_no_self_conditioning_path():
+    base, uncond = _cad_batch(8)
+    model = _tiny_cad_i(coherence=True)
+    calls = _capture(model)
+    diffusion_loss(model, base, [], uncond, torch.Generator().manual_seed(0), 0.1, self_cond_rate=0.5)
+    (args, kwargs, (_, latents)), (_, kwargs2, _) = calls
+    prev = kwargs2["prev_latents"]  # (N, M, d)
+    fed = prev.flatten(1).abs().amax(1) > 0
+    assert 0 < fed.sum() < 8
+    torch.testing.assert_close(prev[fed], latents[fed], rtol=0, atol=0)
+    eps_none, _ = model(*args, **kwargs)  # prev_latents=None: the first pass, no self-conditioning
+    eps, _ = model(*args, prev_latents=prev, coherence=kwargs["coherence"])
+    torch.testing.assert_close(eps[~fed], eps_none[~fed], rtol=0, atol=0)
+    assert (eps[fed] - eps_none[fed]).abs().amax() > 1e-4
+
+
+@torch.no_grad()
+def test_guidance_contrasts_coherence_one_with_zero():
+    from imagenet_t2i.diffusion.sampler import guided_eps
+
+    model = _tiny_cad_i(coherence=True).eval()
+    calls = _capture(model)
+    text, mask = torch.randn(2, 4, 384), torch.ones(2, 4, dtype=torch.bool)
+    ddim_sample(model, text, mask, torch.zeros(1, 384), (3, 32, 32), steps=2,
+                generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 2
+    for _, kwargs, _ in calls:
+        assert torch.equal(kwargs["coherence"], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    x, gamma = torch.randn(2, 3, 32, 32), torch.full((2,), 0.5)
+    eps, _ = guided_eps(model, x, gamma, text, mask, torch.zeros(1, 384), 3.0, None)
+    u_text = torch.zeros(2, 4, 384)
+    u_mask = torch.tensor([True, False, False, False]).expand(2, 4)
+    eps_c, _ = model(x, gamma, text, mask, coherence=torch.ones(2))
+    eps_u, _ = model(x, gamma, u_text, u_mask, coherence=torch.zeros(2))
+    torch.testing.assert_close(eps, eps_u + 3.0 * (eps_c - eps_u), atol=1e-5, rtol=1e-5)
 
 
 def test_ddim_recovers_the_data_point_and_clamps():

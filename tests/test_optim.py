@@ -57,3 +57,50 @@ def test_ema_formula():
     torch.nn.init.constant_(model.weight, 2.0)
     official.update(model)
     assert math.isclose(official.shadow["weight"].item(), 1.0001 * 2 - 0.0001 * 2 + 0.0001 * 1 - 0.0001 * 1 - 0.0001, rel_tol=1e-3)
+
+
+def _groups_by_name(model: torch.nn.Module) -> tuple[set[str], set[str]]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, exempt = param_groups(model, 0.01)
+    assert decay["trust"] is True and exempt["trust"] is False and exempt["weight_decay"] == 0
+    return {names[id(p)] for p in decay["params"]}, {names[id(p)] for p in exempt["params"]}
+
+
+def test_param_groups_exempt_only_layernorms_and_biases():
+    from imagenet_t2i.models import SIZES, build_model
+
+    cad = build_model("cad_i", **SIZES["cad_i"]["tiny"], coherence=True)
+    decay, exempt = _groups_by_name(cad)
+    assert decay | exempt == {n for n, _ in cad.named_parameters()} and not decay & exempt
+    assert {"coherence_positional_embedding", "transformers_blocks.0.layer_scale_1",
+            "transformers_blocks.1.layer_scale_2", "data_pos_embedding", "latents", "text_registers",
+            "map_text_tokens.weight", "patch_extractor.weight"} <= decay
+    # LayerNorms inside nn.Sequential have no "ln" in their names: found by module type
+    assert {"data_ln.weight", "data_ln.bias", "linear_previous.0.weight", "linear_previous.0.bias",
+            "map_tokens_to_patches.0.weight", "ln_previous.weight", "transformers_blocks.0.initial_ln.bias",
+            "map_text_tokens.bias", "patch_extractor.bias", "rin_blocks.0.retriever_ca.ca.q.bias"} <= exempt
+    one_d = {n for n, p in cad.named_parameters() if p.dim() == 1}
+    assert exempt < one_d and one_d - exempt == {"coherence_positional_embedding"} | {
+        f"transformers_blocks.{i}.layer_scale_{j}" for i in (0, 1) for j in (1, 2)}
+
+    dit = build_model("dit_i", **SIZES["dit_i"]["tiny"])
+    decay, exempt = _groups_by_name(dit)
+    assert {"blocks.0.scale_shift_table", "final_layer.scale_shift_table", "x_embedder.weight"} <= decay
+    assert exempt == {n for n, _ in dit.named_parameters() if n.endswith(".bias")}  # its LayerNorms have no affine
+
+
+def test_layer_scale_gain_receives_weight_decay_and_trust_ratio():
+    from imagenet_t2i.models.cad_i import SelfAttentionBlock
+
+    block = SelfAttentionBlock(4, num_heads=2, mlp_ratio=2, layer_scale=0.5)
+    opt = Lamb(param_groups(block, weight_decay=0.1), lr=0.1)
+    for p in block.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    # zero gradient: update = wd * w, trust ratio ||w|| / ||wd w|| = 1 / wd, so w <- (1 - lr) w
+    torch.testing.assert_close(block.layer_scale_1, torch.full((4,), 0.45))
+    torch.testing.assert_close(block.initial_ln.weight, torch.ones(4))  # exempt: unchanged
+    adamw = make_optimizer(block, {"name": "adamw", "lr": 0.1, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.1})
+    adamw.step()
+    torch.testing.assert_close(block.layer_scale_2, torch.full((4,), 0.45 * (1 - 0.1 * 0.1)))
+    torch.testing.assert_close(block.middle_ln.weight, torch.ones(4))

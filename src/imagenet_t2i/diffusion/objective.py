@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..models import unwrap_model
 from .schedule import add_noise, flow_gamma, linear_gamma
 
 
@@ -65,22 +66,25 @@ def mix_batches(base: Batch, t: torch.Tensor, sources: list[AugmentSource], gene
     return Batch(x0, text, mask), chosen
 
 
-def drop_captions(batch: Batch, uncond: torch.Tensor, p: float, generator: torch.Generator) -> Batch:
+def drop_captions(
+    batch: Batch, uncond: torch.Tensor, p: float, generator: torch.Generator
+) -> tuple[Batch, torch.Tensor]:
     """Classifier-free guidance training: replace the caption by the unconditional one with probability p.
 
     ``uncond`` is the (L0, D) encoding of the empty caption; its mask is True on its L0 tokens.
+    Returns the batch and the (N,) bool tensor of dropped samples.
     """
     n = batch.x0.shape[0]
-    drop = _rand(n, generator, batch.x0.device) < p
+    drop = _rand(n, generator, batch.x0.device) < p  # (N,)
     if not drop.any():
-        return batch
+        return batch, drop
     length = max(batch.text.shape[1], uncond.shape[0])
     text, mask = pad_to(batch.text, batch.mask, length)
     u_text = F.pad(uncond, (0, 0, 0, length - uncond.shape[0])).to(text)  # (T, D)
     u_mask = torch.arange(length, device=mask.device) < uncond.shape[0]  # (T,)
     text = torch.where(drop.view(-1, 1, 1), u_text.expand_as(text), text)
     mask = torch.where(drop.view(-1, 1), u_mask.expand_as(mask), mask)
-    return Batch(batch.x0, text, mask)
+    return Batch(batch.x0, text, mask), drop
 
 
 def diffusion_loss(
@@ -96,7 +100,10 @@ def diffusion_loss(
     """One training loss: the paper's eps-prediction MSE (gamma = 1 - t, unweighted) by default.
 
     Order (official): draw t, swap in CutMix/Crop samples by the timestep rule, drop captions for
-    CFG, noise, optional RIN self-conditioning pass (whole batch, with probability ``self_cond_rate``).
+    CFG, noise, then (``self_cond_rate > 0``) RIN self-conditioning: a no-grad pass without previous
+    latents, whose detached latents are fed back to each sample independently with probability
+    ``self_cond_rate`` (zeros, the no-self-conditioning input, otherwise). A model with a coherence
+    token (CAD-I ``coherence=True``) gets coherence 1 for kept captions and 0 for dropped ones.
     ``objective="flow"`` (an extension, not the paper) trains rectified flow instead:
     x_t = (1 - t) x0 + t eps, target v = eps - x0, the network still conditioned on the signal
     variance gamma = (1 - t)^2 / ((1 - t)^2 + t^2).
@@ -104,7 +111,7 @@ def diffusion_loss(
     n, device = base.x0.shape[0], base.x0.device
     t = _rand(n, generator, device)
     batch, chosen = mix_batches(base, t, sources, generator)
-    batch = drop_captions(batch, uncond, cfg_dropout, generator)
+    batch, dropped = drop_captions(batch, uncond, cfg_dropout, generator)
     eps = _rand(tuple(batch.x0.shape), generator, device, normal=True)
     if objective == "flow":
         gamma = flow_gamma(t)
@@ -113,11 +120,15 @@ def diffusion_loss(
     else:
         gamma = linear_gamma(t)
         x_t, target = add_noise(batch.x0, eps, gamma), eps
+    kwargs = {"coherence": (~dropped).float()} if getattr(unwrap_model(model), "coherence", False) else {}
     prev = None
-    if self_cond_rate > 0 and torch.rand((), generator=generator).item() < self_cond_rate:
-        with torch.no_grad():
-            _, prev = model(x_t, gamma, batch.text, batch.mask)
-    pred, _ = model(x_t, gamma, batch.text, batch.mask, prev_latents=prev)
+    if self_cond_rate > 0:
+        feed = torch.rand(n, generator=generator) < self_cond_rate  # (N,) on the CPU: one draw per sample
+        if feed.any():
+            with torch.no_grad():
+                _, latents = model(x_t, gamma, batch.text, batch.mask, **kwargs)  # (N, M, d)
+            prev = latents * feed.to(device=device, dtype=latents.dtype).view(-1, 1, 1)
+    pred, _ = model(x_t, gamma, batch.text, batch.mask, prev_latents=prev, **kwargs)
     loss = F.mse_loss(pred.float(), target)
     stats = {f"frac_source_{i}": (chosen == i).float().mean().item() for i in range(1, len(sources) + 1)}
     return loss, stats

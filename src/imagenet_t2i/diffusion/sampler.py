@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from ..models import unwrap_model
 from .objective import pad_to
 from .schedule import cosine_gamma, flow_gamma
 
@@ -18,16 +19,22 @@ def guided_eps(
     guidance: float,
     prev_latents: torch.Tensor | None,  # (2N, L, d) or None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """eps = eps_u + s (eps_c - eps_u), conditional and unconditional halves in one batch of 2N."""
+    """eps = eps_u + s (eps_c - eps_u), conditional and unconditional halves in one batch of 2N.
+
+    A model with a coherence token gets coherence 1 for the conditional half and 0 for the other.
+    """
     n = x.shape[0]
     length = max(text.shape[1], uncond.shape[0])
     text, mask = pad_to(text, mask, length)
     u_text = torch.zeros(n, length, text.shape[2], dtype=text.dtype, device=text.device)
     u_text[:, : uncond.shape[0]] = uncond
     u_mask = (torch.arange(length, device=mask.device) < uncond.shape[0]).expand(n, length)
+    kwargs = {}
+    if getattr(unwrap_model(model), "coherence", False):
+        kwargs["coherence"] = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])  # (2N,)
     eps, latents = model(
         torch.cat([x, x]), torch.cat([gamma, gamma]), torch.cat([text, u_text]), torch.cat([mask, u_mask]),
-        prev_latents=prev_latents,
+        prev_latents=prev_latents, **kwargs,
     )
     eps_c, eps_u = eps.chunk(2)
     eps_c, eps_u = eps_c.float(), eps_u.float()

@@ -124,7 +124,9 @@ class CADI(nn.Module):
     """RIN text-to-image denoiser: ``model(x, gamma, text, text_mask, prev_latents) -> (eps, latents)``.
 
     ``coherence=True`` builds the released variant (``CADRINTextCond``): a coherence token, embedded
-    like the noise level plus a learned position vector, precedes the text registers.
+    like the noise level plus a learned position vector, precedes the text registers. Training
+    feeds coherence 1 for kept captions and 0 for dropped ones; guidance contrasts 1 (conditional
+    branch) with 0 (unconditional branch).
     """
 
     arch = "cad_i"

@@ -10,10 +10,10 @@ class Lamb(torch.optim.Optimizer):
     """LAMB (You et al. 2020) as used by the official CAD-I code.
 
     Adam moments with bias correction and decoupled weight decay, then a layer-wise trust ratio
-    ||w|| / ||update||. Groups with ``trust=False`` (LayerNorm weights and biases) take the plain
-    Adam update. A parameter or update whose norm is 0 gets ratio 1 (as in the reference
-    implementations). Zero-initialised layers still grow only slowly under LAMB (paper-spec
-    section 10), which is why DiT-I, with DiT-style zero-init, trains with AdamW by default.
+    ||w|| / ||update||. Groups with ``trust=False`` (LayerNorm weights and biases, see
+    ``param_groups``) take the plain Adam update. A parameter or update whose norm is 0 gets ratio 1
+    (as in the reference implementations). Zero-initialised layers still grow only slowly under LAMB
+    (paper-spec section 10), which is why DiT-I, with DiT-style zero-init, trains with AdamW by default.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -52,11 +52,17 @@ class Lamb(torch.optim.Optimizer):
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay and trust ratio on matrices only; none on norms, biases and other 1-d parameters."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
+    """Split as the official code: LayerNorm weights/biases and every ``bias`` get neither weight
+    decay nor the trust ratio; all other parameters (matrices, embeddings, LayerScale gains, the
+    coherence position vector) get both. LayerNorms are found by module type, biases by name."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            exempt = isinstance(module, torch.nn.LayerNorm) or name == "bias"
+            (no_decay if exempt else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay, "trust": True},
         {"params": no_decay, "weight_decay": 0.0, "trust": False},
