@@ -20,7 +20,7 @@ def test_resumed_run_ends_with_the_same_weights(tiny_shards, tmp_path, model):
     full = Trainer(cfg, str(tiny_shards), str(tmp_path / "full"), str(tmp_path / "full_state"))()
     assert full["finished"] and full["step"] == 8
     part = Trainer(cfg, str(tiny_shards), str(tmp_path / "part"), str(tmp_path / "part_state"), until=5)()
-    assert part == {"finished": False, "step": 5}
+    assert part["finished"] is False and part["step"] == 5
     assert not (tmp_path / "part" / "final").exists()
     resumed = Trainer(cfg, str(tiny_shards), str(tmp_path / "part"), str(tmp_path / "part_state"))()
     assert resumed["finished"]

@@ -84,6 +84,21 @@ def expand_replicates(config: dict) -> None:
             line["runs"] = widen(line["runs"])
 
 
+def per_rank_batch(global_batch: int, world_size: int, accumulation: int) -> int:
+    """Samples one rank reads per micro-batch: ``global / (ranks x accumulation)``; it must divide."""
+    parts = world_size * accumulation
+    if global_batch % parts:
+        raise ValueError(f"train.batch_size {global_batch} (the global batch) does not divide into {world_size} "
+                         f"rank(s) x {accumulation} accumulation step(s) = {parts}: choose a batch size that is a "
+                         f"multiple of {parts}, or change train.accumulation / the number of GPUs")
+    return global_batch // parts
+
+
+def cluster_world_size(cluster: dict) -> int:
+    """DDP ranks a training job of this cluster config runs: nodes x tasks per node."""
+    return cluster.get("nodes", 1) * cluster.get("tasks_per_node", 1)
+
+
 def _check_references(config: dict) -> None:
     for run, spec in config["runs"].items():
         if spec["model"] not in config["models"]:
@@ -91,6 +106,12 @@ def _check_references(config: dict) -> None:
                               f"(defined: {sorted(config['models'])})")
         if spec["model"] not in config["train"]["optimizer"]:
             raise ConfigError(f"config key 'train.optimizer.{spec['model']}': missing (needed by run '{run}')")
+    try:
+        per_rank_batch(config["train"]["batch_size"], cluster_world_size(config["cluster"]),
+                       config["train"].get("accumulation", 1))
+    except ValueError as e:
+        raise ConfigError(f"config key 'train.batch_size': {e} (cluster: {config['cluster'].get('nodes', 1)} node(s) "
+                          f"x {config['cluster'].get('tasks_per_node', 1)} task(s))") from None
     for step in config["train"].get("eval_checkpoints", []):
         for run, spec in config["runs"].items():
             if step > spec.get("steps", config["train"]["steps"]):

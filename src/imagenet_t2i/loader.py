@@ -211,6 +211,11 @@ class ShardStream:
 
     # ---- position -------------------------------------------------------------------------
     @property
+    def sample_range(self) -> tuple[int, int]:
+        """This rank's [first, stop) range of each epoch's sample sequence (disjoint across ranks)."""
+        return self._plan.lo, self._plan.hi
+
+    @property
     def epoch(self) -> int:
         return self._batches * self.batch_size // self.samples_per_epoch
 

@@ -24,18 +24,30 @@ class TrainingFailed(RuntimeError):
     """The training job ended in failure; the message names its log files."""
 
 
+SBATCH_OPTIONS = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
+                  "constraint": "slurm_constraint", "signal_delay_s": "slurm_signal_delay_s"}
+
+
+def executor_parameters(cluster: dict, threads: int) -> dict:
+    """submitit parameters of a training job from the ``cluster`` config block (see the schema)."""
+    params: dict = {"timeout_min": cluster["timeout_min"], "cpus_per_task": max(threads, cluster.get("cpus_per_task", 1)),
+                    "tasks_per_node": cluster.get("tasks_per_node", 1), "gpus_per_node": cluster.get("gpus_per_node", 0)}
+    if cluster["backend"] == "slurm":
+        params["nodes"] = cluster.get("nodes", 1)
+        params.update({sub: cluster[key] for key, sub in SBATCH_OPTIONS.items() if key in cluster})
+        if "mem_gb" in cluster:
+            params["mem_gb"] = cluster["mem_gb"]
+        if cluster.get("sbatch_extra"):
+            params["slurm_additional_parameters"] = dict(cluster["sbatch_extra"])
+    elif cluster.get("nodes", 1) > 1:
+        raise ValueError("cluster.nodes > 1 needs cluster.backend: slurm (the local executor runs on one machine)")
+    return params
+
+
 def make_executor(cluster: dict, folder: Path, threads: int) -> submitit.Executor:
     """An executor for ``cluster.backend`` (always explicit: AutoExecutor picks SLURM whenever srun exists)."""
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster["backend"])
-    params: dict = {"timeout_min": cluster["timeout_min"], "cpus_per_task": max(threads, cluster.get("cpus_per_task", 1)),
-                    "tasks_per_node": cluster.get("tasks_per_node", 1)}
-    if cluster["backend"] == "slurm":
-        params.update(slurm_signal_delay_s=120, gpus_per_node=cluster.get("gpus_per_node", 0))
-        if "partition" in cluster:
-            params["slurm_partition"] = cluster["partition"]
-        if "mem_gb" in cluster:
-            params["mem_gb"] = cluster["mem_gb"]
-    executor.update_parameters(**params)
+    executor.update_parameters(**executor_parameters(cluster, threads))
     return executor
 
 
@@ -96,13 +108,14 @@ def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | 
             time.sleep(poll_s)
         tail.pump()
         try:
-            summary = job.results()[0]  # rank 0 (every task returns the same summary)
+            ranks = job.results()  # one summary per task, in rank order
         except Exception as e:  # submitit re-raises the job's failure
             raise TrainingFailed(f"training run '{run_cfg['name']}' failed (job {job.job_id}); see "
                                  f"{job.paths.stderr}\n{e}") from None
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+    summary = {k: v for k, v in ranks[0].items() if k not in ("rank", "data")}
     if not summary.get("finished"):
         return {"finished": False, "step": summary["step"], "job_id": job.job_id}
     sidecar.unlink(missing_ok=True)
@@ -110,6 +123,7 @@ def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | 
     record = make_record("train", run_cfg, inputs, [out_dir / "final", out_dir / "train.csv"], time.time() - t0,
                          {"job": {"id": job.job_id, "cluster": cluster["backend"], "state": job.state,
                                   "attempts": _attempts(state_dir)}, "summary": summary,
+                          "ranks": [{"rank": r["rank"], "data": r["data"]} for r in ranks],
                           "checkpoint_sha256": path_hash(out_dir / "final" / "model.safetensors")})
     write_record(out_dir, record)
     return record
