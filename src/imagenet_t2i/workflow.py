@@ -37,6 +37,26 @@ def code_version() -> str:
     return source_hash()
 
 
+STAGE_RESOURCES = {"partition": "slurm_partition", "account": "slurm_account", "qos": "qos", "constraint": "constraint",
+                   "runtime_min": "runtime", "gpus": "gpu", "mem_mb": "mem_mb", "sbatch_extra": "slurm_extra"}
+
+
+def stage_resources(config: dict, kind: str, mem_mb: int) -> dict:
+    """Snakemake ``resources:`` of a heavy rule from ``cluster.stages.<kind>`` (gpu | cpu).
+
+    The SLURM executor plugin (``--profile workflow/profiles/slurm``) turns them into sbatch options
+    (partition, account, qos, constraint, time, GPUs, memory, extra options); a local run ignores all
+    but ``mem_mb`` (``mem_mb`` is the rule's own need unless the stage sets it).
+    """
+    spec = {"mem_mb": mem_mb, **config["cluster"].get("stages", {}).get(kind, {})}
+    return {res: spec[key] for key, res in STAGE_RESOURCES.items() if spec.get(key)}
+
+
+def stage_threads(config: dict, kind: str) -> int:
+    """Threads of a heavy rule: ``cluster.stages.<kind>.cpus`` (1 by default: the tiny world runs on 2 cores)."""
+    return config["cluster"].get("stages", {}).get(kind, {}).get("cpus", 1)
+
+
 def set_source(config: dict, set_name: str) -> str:
     """Folder holding the images of a shard/caption set (train, val, cutmix, crop)."""
     root = results_dir(config)

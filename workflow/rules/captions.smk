@@ -10,7 +10,8 @@ rule captions:
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/captions_{{set}}_{{kind}}.log",
+    threads: wf.stage_threads(config, "gpu")
     resources:
-        mem_mb=2000,
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i captions --config {CFG} --images {input} --kind {wildcards.kind} --out {output} > {log} 2>&1"

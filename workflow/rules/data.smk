@@ -8,8 +8,9 @@ rule source:
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/source_{{split}}.log",
+    threads: wf.stage_threads(config, "cpu")
     resources:
-        mem_mb=2000,
+        **wf.stage_resources(config, "cpu", mem_mb=2000),
     shell:
         "imagenet-t2i source --config {CFG} --split {wildcards.split} --out {output} > {log} 2>&1"
 
@@ -26,7 +27,8 @@ rule augment:
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/augment_{{aug}}.log",
+    threads: wf.stage_threads(config, "cpu")
     resources:
-        mem_mb=2000,
+        **wf.stage_resources(config, "cpu", mem_mb=2000),
     shell:
         "imagenet-t2i augment --config {CFG} --set {wildcards.aug} --source {input} --out {output} > {log} 2>&1"

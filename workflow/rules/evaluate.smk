@@ -1,3 +1,11 @@
+# Light rules run where snakemake runs, also under --executor slurm (seconds of CPU each).
+localrules:
+    geneval_prompts,
+    geneval_score,
+    dpg_benchmark,
+    dpg_score,
+
+
 rule geneval_prompts:
     """GenEval metadata over the world's vocabulary (the official generator, seed 43)."""
     output:
@@ -26,6 +34,9 @@ rule prompt_embeddings:
         num_captions=config["eval"]["fd"]["num_samples"],
     log:
         f"{R}/logs/prompt_embeddings_{{texts}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i embed --config {CFG} --texts-from {input} --captions-limit {params.num_captions} "
         "--out {output} > {log} 2>&1"
@@ -46,6 +57,9 @@ rule geneval_sample:
         eval=config["eval"]["steps"],
     log:
         f"{R}/logs/geneval_sample_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i geneval sample --config {CFG} --model {input.model} --prompts {input.prompts} "
         "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
@@ -61,6 +75,9 @@ rule geneval_detect:
         code=CODE,
     log:
         f"{R}/logs/geneval_detect_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i geneval detect --config {CFG} --images {input} --out {output} > {log} 2>&1"
 
@@ -111,6 +128,9 @@ rule dpg_sample:
         eval=config["eval"]["steps"],
     log:
         f"{R}/logs/dpg_sample_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i dpg sample --config {CFG} --model {input.model} --prompts {input.prompts} "
         "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
@@ -127,6 +147,9 @@ rule dpg_answer:
         code=CODE,
     log:
         f"{R}/logs/dpg_answer_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i dpg answer --config {CFG} --grids {input.grids} --questions {input.questions} "
         "--out {output} > {log} 2>&1"
@@ -159,6 +182,9 @@ rule feature_net:
         fd=config["eval"]["fd"],
     log:
         f"{R}/logs/feature_net.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i fd train-net --config {CFG} --train {input.train} --val {input.val} --out {output} > {log} 2>&1"
 
@@ -180,6 +206,9 @@ rule fd:
         sample=config["sample"],
     log:
         f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
         "--reference {input.reference} --net {input.net} --uncond {input.uncond} --embeddings {input.embeddings} "
@@ -203,6 +232,9 @@ rule colour_probe:
         vocabulary=[config["source"].get("classes"), config["source"].get("colors")],
     log:
         f"{R}/logs/colour_probe_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i colour-probe --config {CFG} --model {input.model} --uncond {input.uncond} "
         "--embeddings {input.embeddings} --images {output.images} --out {output.result} > {log} 2>&1"

@@ -1,3 +1,9 @@
+localrules:
+    table,
+    figure_overfit,
+    figure_qual,
+
+
 rule table:
     """One paper table: ours beside the paper's reported values (CSV, Markdown, LaTeX + provenance)."""
     input:

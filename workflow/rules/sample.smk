@@ -10,11 +10,11 @@ rule sample_grid:
     params:
         code=CODE,
         sample=config["sample"],
-    threads: 1
     log:
         f"{R}/logs/sample_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
     resources:
-        mem_mb=2000,
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i sample --config {CFG} --model {input.model} --uncond {input.shards} "
         "--embeddings {input.embeddings} --out {output.images} --grid {output.grid} > {log} 2>&1"

@@ -8,12 +8,12 @@ rule shards:
     params:
         code=CODE,
         encode=config["encode"],
-    threads: 1  # a 2-thread job waits for both cores at once and starves behind the 1-core jobs
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}.log",
+    threads: wf.stage_threads(config, "gpu")  # tiny: 1 (a 2-thread job would starve behind the 1-core jobs)
     resources:
-        mem_mb=4000,
+        **wf.stage_resources(config, "gpu", mem_mb=4000),
     shell:
         "OMP_NUM_THREADS={threads} imagenet-t2i shards --config {CFG} --images {input.images} --captions {input.captions} "
         "--out {output} > {log} 2>&1"
