@@ -37,8 +37,8 @@ def executor_parameters(cluster: dict, threads: int) -> dict:
         params.update({sub: cluster[key] for key, sub in SBATCH_OPTIONS.items() if key in cluster})
         if "mem_gb" in cluster:
             params["mem_gb"] = cluster["mem_gb"]
-        if cluster.get("sbatch_extra"):
-            params["slurm_additional_parameters"] = dict(cluster["sbatch_extra"])
+        # --requeue: clusters with JobRequeue=0 refuse submitit's `scontrol requeue` without it
+        params["slurm_additional_parameters"] = {"requeue": True, **cluster.get("sbatch_extra", {})}
     elif cluster.get("nodes", 1) > 1:
         raise ValueError("cluster.nodes > 1 needs cluster.backend: slurm (the local executor runs on one machine)")
     return params

@@ -1,0 +1,61 @@
+"""Cluster settings from config: sbatch options of the training job, stage resources, batch layout checks."""
+import copy
+
+import pytest
+
+from imagenet_t2i.config import ConfigError, load_config, validate_config
+from imagenet_t2i.train.launcher import make_executor
+from imagenet_t2i.workflow import stage_resources, stage_threads
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config(REPO / "config" / "paper.yaml")
+
+
+def test_the_paper_training_job_asks_sbatch_for_what_the_config_says(paper, tmp_path):
+    cluster = {**paper["cluster"], "partition": "gpu", "account": "proj42", "qos": "high", "constraint": "h100",
+               "nodes": 2, "sbatch_extra": {"reservation": "paper", "exclusive": True}}
+    executor = make_executor(cluster, tmp_path, threads=paper["train"]["threads"])
+    text = executor._executor._make_submission_file_text("python -m job", "uid")
+    sbatch = {line.split()[1] for line in text.splitlines() if line.startswith("#SBATCH")}
+    for option in ("--partition=gpu", "--account=proj42", "--qos=high", "--constraint=h100", "--nodes=2",
+                   "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=8", "--mem=480GB", "--time=2880",
+                   "--signal=USR2@120", "--reservation=paper", "--exclusive", "--requeue"):
+        assert option in sbatch, (option, sorted(sbatch))
+
+
+def test_unknown_cluster_keys_and_bad_values_are_rejected_naming_the_key(paper):
+    bad = copy.deepcopy(paper)
+    bad["cluster"]["acount"] = "typo"
+    with pytest.raises(ConfigError, match="config key 'cluster'.*acount"):
+        validate_config(bad)
+    bad = copy.deepcopy(paper)
+    bad["cluster"]["stages"]["gpu"]["gpus"] = -1
+    with pytest.raises(ConfigError, match="cluster.stages.gpu.gpus"):
+        validate_config(bad)
+
+
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_rejected_at_start_up(paper):
+    bad = copy.deepcopy(paper)
+    bad["train"]["batch_size"] = 1020  # 8 GPUs x accumulation 1: not a multiple of 8
+    with pytest.raises(ConfigError, match=r"train.batch_size.*1020.*8 rank\(s\) x 1 accumulation"):
+        validate_config(bad)
+    ok = copy.deepcopy(paper)
+    ok["train"]["accumulation"] = 4  # 1024 = 8 ranks x 4 x 32
+    validate_config(ok)
+
+
+def test_stage_resources_reach_the_slurm_plugin_only_where_configured(paper):
+    gpu = stage_resources(paper, "gpu", mem_mb=2000)
+    assert gpu == {"runtime": 720, "gpu": 1, "mem_mb": 64000} and stage_threads(paper, "gpu") == 8
+    assert "gpu" not in stage_resources(paper, "cpu", mem_mb=2000)
+    tiny = load_config(REPO / "config" / "config.yaml")
+    assert stage_resources(tiny, "gpu", mem_mb=2000) == {"mem_mb": 2000} and stage_threads(tiny, "gpu") == 1
+    custom = copy.deepcopy(paper)
+    custom["cluster"]["stages"]["gpu"].update(partition="a100", account="proj", qos="q", sbatch_extra="--exclusive")
+    res = stage_resources(validate_config(custom), "gpu", mem_mb=2000)
+    assert (res["slurm_partition"], res["slurm_account"], res["qos"], res["slurm_extra"]) == ("a100", "proj", "q",
+                                                                                              "--exclusive")
