@@ -135,7 +135,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
     from .encode.autoencoder import make_autoencoder
     from .loader import load_uncond
-    from .sample import make_grid, sample_prompts
+    from .sample import make_grid, sample_prompts, sampling_provenance
 
     config = _config(args.config)
     sample_cfg = dict(config["sample"])
@@ -143,16 +143,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
     t0 = time.time()
     uncond, _ = load_uncond(args.uncond)
     paths = sample_prompts(args.model, make_autoencoder(config["encode"]["autoencoder"]),
-                           _text_encoder(config, args.embeddings), uncond[0], prompts, sample_cfg, args.out)
+                           _text_encoder(config, args.embeddings), uncond[0], prompts, sample_cfg, args.out,
+                           batch_size=args.batch_size)
     inputs = {"model": args.model, "uncond": args.uncond, **_embeddings_input(args)}
+    record = {**sample_cfg, **sampling_provenance(args.batch_size)}
     if args.grid:
         from .io import atomic_write
 
         images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
         with atomic_write(args.grid, "wb") as f:
             make_grid(images, prompts, sample_cfg["samples_per_prompt"]).save(f, format="PNG")
-        _provenance("sample", sample_cfg, inputs, args.grid, t0)
-    _provenance("sample", sample_cfg, inputs, args.out, t0)
+        _provenance("sample", record, inputs, args.grid, t0)
+    _provenance("sample", record, inputs, args.out, t0)
 
 
 def _prompt_lines(lines: list[str]) -> list[str]:
@@ -195,12 +197,13 @@ def cmd_colour_probe(args: argparse.Namespace) -> None:
                           "(its colours and classes); drop colour_probe from the tables of this config")
     t0 = time.time()
     images = sample_colour_probe(args.model, rows, args.images, *_eval_backends(config, args.uncond, args.embeddings),
-                                 _eval_sample_cfg(config), k)
+                                 _eval_sample_cfg(config), k, args.batch_size)
     result = probe_accuracy(images, rows, k)
     write_json(args.out, result)
     print(f"{args.out}: colour probe accuracy {result['accuracy']:.3f} (chance {result['chance']:.3f})")
     inputs = {"model": args.model, "uncond": args.uncond, **_embeddings_input(args)}
-    _provenance("colour_probe_sample", {**_eval_sample_cfg(config), "samples_per_prompt": k}, inputs, args.images, t0)
+    _provenance("colour_probe_sample", {**_sampling_record(config, args.batch_size), "samples_per_prompt": k}, inputs,
+                args.images, t0)
     _provenance("colour_probe", {"samples_per_prompt": k}, {"images": args.images}, args.out, t0)
 
 
@@ -232,6 +235,13 @@ def _eval_sample_cfg(config: dict) -> dict:
     return {**config["sample"], "steps": config["eval"]["steps"]}
 
 
+def _sampling_record(config: dict, batch_size: int) -> dict:
+    """The evaluation sampling settings and how they ran (seed rule, device, precision, batch size)."""
+    from .sample import sampling_provenance
+
+    return {**_eval_sample_cfg(config), **sampling_provenance(batch_size)}
+
+
 def _require_tiny_perception(config: dict, what: str) -> None:
     if config["eval"]["perception"] != "tiny":
         raise ConfigError(f"config key 'eval.perception': the official {what} (GPU models) is not implemented yet; "
@@ -260,10 +270,10 @@ def cmd_geneval_sample(args: argparse.Namespace) -> None:
     config = _config(args.config)
     t0 = time.time()
     n = sample_geneval(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
-                       _eval_sample_cfg(config), config["eval"]["geneval"]["samples_per_prompt"])
-    print(f"{args.out}: {n} samples")
-    _provenance("geneval_sample", _eval_sample_cfg(config), {"model": args.model, "prompts": args.prompts,
-                                                             "uncond": args.uncond, **_embeddings_input(args)},
+                       _eval_sample_cfg(config), config["eval"]["geneval"]["samples_per_prompt"], args.batch_size)
+    print(f"{args.out}: {n} samples written (complete prompts of an earlier run kept)")
+    _provenance("geneval_sample", _sampling_record(config, args.batch_size),
+                {"model": args.model, "prompts": args.prompts, "uncond": args.uncond, **_embeddings_input(args)},
                 args.out, t0)
 
 
@@ -324,10 +334,11 @@ def cmd_dpg_sample(args: argparse.Namespace) -> None:
 
     config = _config(args.config)
     t0 = time.time()
-    sample_dpg(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
-               _eval_sample_cfg(config))
-    _provenance("dpg_sample", _eval_sample_cfg(config), {"model": args.model, "prompts": args.prompts,
-                                                         "uncond": args.uncond, **_embeddings_input(args)},
+    n = sample_dpg(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
+                   _eval_sample_cfg(config), args.batch_size)
+    print(f"{args.out}: {n} grids written (grids of an earlier run kept)")
+    _provenance("dpg_sample", _sampling_record(config, args.batch_size),
+                {"model": args.model, "prompts": args.prompts, "uncond": args.uncond, **_embeddings_input(args)},
                 args.out, t0)
 
 
@@ -372,12 +383,13 @@ def cmd_fd_score(args: argparse.Namespace) -> None:
     fd = config["eval"]["fd"]
     t0 = time.time()
     fake = sample_captions(args.model, args.captions, fd["num_samples"],
-                           *_eval_backends(config, args.uncond, args.embeddings), _eval_sample_cfg(config))
+                           *_eval_backends(config, args.uncond, args.embeddings), _eval_sample_cfg(config),
+                           args.batch_size)
     report = fd_report(load_feature_net(args.net), load_images(args.reference), fake, k=fd["k"])
     report["reference"] = args.reference
     write_json(args.out, report)
     print(f"{args.out}: FD {report['fd']:.3f}")
-    _provenance("fd", {**fd, "sample": _eval_sample_cfg(config)},
+    _provenance("fd", {**fd, "sample": _sampling_record(config, args.batch_size)},
                 {"model": args.model, "captions": args.captions, "reference": args.reference, "feature_net": args.net,
                  **_embeddings_input(args)}, args.out, t0)
 
@@ -424,6 +436,7 @@ def _provenance(stage: str, cfg: dict, inputs: dict, output: str, t0: float) -> 
 
 
 EMBEDDINGS_HELP = "prompt-embedding cache (imagenet-t2i embed) to read instead of loading the text encoder"
+BATCH_HELP = "images sampled at once (the images do not depend on it; default 64)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -468,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--grid")
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
     sp = add("embed", cmd_embed, "encode the evaluation prompts once into a prompt-embedding cache (safetensors)")
     sp.add_argument("--texts-from", nargs="*", default=[], metavar="JSONL",
                     help="prompts JSONL ('prompt': GenEval, DPG) or captions JSONL ('caption'); "
@@ -479,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--model", "--uncond", "--images", "--out"):
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
 
     def group(name: str, help: str) -> argparse._SubParsersAction:  # noqa: A002
         return sub.add_parser(name, help=help, description=help).add_subparsers(dest="action", required=True)
@@ -497,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--model", "--prompts", "--uncond", "--out"):
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
     sp = leaf(ge, "detect", cmd_geneval_detect, "tiny-world perception: detections JSONL of a GenEval folder")
     sp.add_argument("--images", required=True)
     sp.add_argument("--out", required=True)
@@ -515,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--model", "--prompts", "--uncond", "--out"):
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
     sp = leaf(dp, "answer", cmd_dpg_answer, "tiny-world perception: answers JSONL of a grid folder")
     for a in ("--grids", "--questions", "--out"):
         sp.add_argument(a, required=True)
@@ -532,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--model", "--captions", "--reference", "--net", "--uncond", "--out"):
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
     sp = add("table", cmd_table, "build one paper table (CSV, Markdown, LaTeX) from the score files")
     sp.add_argument("--table", required=True)
     sp.add_argument("--out", required=True, help="results/<cfg>/tables/<id>.csv")

@@ -2,7 +2,8 @@
 
 Perception writes raw files (detections, answers); scoring (evaluation/*_score.py) reads them, so a
 rescore never needs a model. The paper-scale perception models (Mask2Former + CLIP, mPLUG,
-Inception/DINOv2/CLIP) plug in behind the same file formats.
+Inception/DINOv2/CLIP) plug in behind the same file formats. The samplers write one file (or folder)
+per prompt and keep the prompts an earlier, killed run completed (`imagenet_t2i.sample.sample_missing`).
 """
 from __future__ import annotations
 
@@ -18,63 +19,56 @@ from .evaluation.dpg_score import make_grid as dpg_grid
 from .evaluation.geneval_prompts import prepare_layout
 from .io import atomic_write, read_jsonl
 from .models import load_pretrained
-from .sample import generate, model_objective
-
-
-def _save_png(img: np.ndarray, path: Path) -> None:
-    with atomic_write(path, "wb") as f:
-        Image.fromarray(img).save(f, format="PNG")
-
-
-def _generate(model_dir: str | Path, autoencoder: Autoencoder, text_encoder: TextEncoder, uncond: torch.Tensor,
-              prompts: list[str], sample_cfg: dict, seed: int) -> np.ndarray:
-    model = load_pretrained(model_dir)
-    return generate(model, autoencoder, text_encoder, uncond, prompts, sample_cfg, seed, model_objective(model_dir),
-                    batch_size=128)
+from .sample import generate, model_objective, prompt_paths, sample_missing, sample_pngs, sample_seed
 
 
 def sample_geneval(model_dir: str | Path, prompts_path: str | Path, out_root: str | Path, autoencoder: Autoencoder,
-                   text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict, samples_per_prompt: int) -> int:
-    """Write ``<out>/<00000>/metadata.jsonl`` + ``samples/<0000>.png`` for every GenEval prompt."""
+                   text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict, samples_per_prompt: int,
+                   batch_size: int = 64) -> int:
+    """Write ``<out>/<00000>/metadata.jsonl`` + ``samples/<0000>.png`` for every GenEval prompt; returns the
+    number of samples written (prompts with all their samples already there are kept)."""
     rows = read_jsonl(prompts_path)
     paths = prepare_layout(out_root, rows, samples_per_prompt)
-    flat = [row["prompt"] for row in rows for _ in range(samples_per_prompt)]
-    images = _generate(model_dir, autoencoder, text_encoder, uncond, flat, sample_cfg, sample_cfg["seed"])
-    for img, path in zip(images, (p for per_prompt in paths for p in per_prompt)):
-        _save_png(img, path)
-    return len(images)
+    done = sample_pngs(model_dir, out_root, autoencoder, text_encoder, uncond, [row["prompt"] for row in rows], paths,
+                       sample_cfg, sample_cfg["seed"], batch_size)
+    return len(done) * samples_per_prompt
 
 
 def sample_dpg(model_dir: str | Path, prompts_path: str | Path, out_dir: str | Path, autoencoder: Autoencoder,
-               text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict) -> int:
-    """One 2x2 grid ``<item_id>.png`` of four samples per DPG prompt (cells TL, TR, BL, BR)."""
+               text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict, batch_size: int = 64) -> int:
+    """One 2x2 grid ``<item_id>.png`` of four samples per DPG prompt (cells TL, TR, BL, BR); returns the
+    number of grids written (existing grids are kept)."""
     rows = read_jsonl(prompts_path)
-    flat = [row["prompt"] for row in rows for _ in range(4)]
-    images = _generate(model_dir, autoencoder, text_encoder, uncond, flat, sample_cfg, sample_cfg["seed"])
-    out_dir = Path(out_dir)
-    for i, row in enumerate(rows):
-        grid = dpg_grid([Image.fromarray(img) for img in images[4 * i : 4 * i + 4]])
-        with atomic_write(out_dir / f"{row['item_id']}.png", "wb") as f:
-            grid.save(f, format="PNG")
-    return len(rows)
+    paths = [Path(out_dir) / f"{row['item_id']}.png" for row in rows]
+
+    def write(i: int, images: np.ndarray) -> None:
+        with atomic_write(paths[i], "wb") as f:
+            dpg_grid([Image.fromarray(img) for img in images]).save(f, format="PNG")
+
+    done = sample_missing(model_dir, out_dir, autoencoder, text_encoder, uncond, [row["prompt"] for row in rows], 4,
+                          sample_cfg, sample_cfg["seed"], lambda i: paths[i].is_file(), write, batch_size)
+    return len(done)
 
 
 def sample_colour_probe(model_dir: str | Path, rows: list[dict], out_dir: str | Path, autoencoder: Autoencoder,
                         text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict,
-                        samples_per_prompt: int) -> np.ndarray:
-    """Sample every colour-probe prompt ``samples_per_prompt`` times, prompt-major; also written as
-    ``<out>/<prompt:03d>_<sample:02d>.png``. -> (N, H, W, 3) uint8."""
-    flat = [row["prompt"] for row in rows for _ in range(samples_per_prompt)]
-    images = _generate(model_dir, autoencoder, text_encoder, uncond, flat, sample_cfg, sample_cfg["seed"] + 2)
-    for n, img in enumerate(images):
-        _save_png(img, Path(out_dir) / f"{n // samples_per_prompt:03d}_{n % samples_per_prompt:02d}.png")
-    return images
+                        samples_per_prompt: int, batch_size: int = 64) -> np.ndarray:
+    """Sample every colour-probe prompt ``samples_per_prompt`` times into ``<out>/<prompt:03d>_<sample:02d>.png``
+    (prompts whose files exist are kept) and read them back, prompt-major. -> (N, H, W, 3) uint8."""
+    paths = prompt_paths(out_dir, len(rows), samples_per_prompt)
+    sample_pngs(model_dir, out_dir, autoencoder, text_encoder, uncond, [row["prompt"] for row in rows], paths,
+                sample_cfg, sample_cfg["seed"] + 2, batch_size)
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for per_prompt in paths for p in per_prompt])
 
 
 def sample_captions(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
-                    text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict) -> torch.Tensor:
-    """One sample per caption for the first ``num`` captions (FD against the images they describe), (N, 3, H, W)."""
-    rows = read_jsonl(captions_path)[:num]
-    images = _generate(model_dir, autoencoder, text_encoder, uncond, [r["caption"] for r in rows], sample_cfg,
-                       sample_cfg["seed"] + 1)
+                    text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict,
+                    batch_size: int = 64) -> torch.Tensor:
+    """One sample per caption for the first ``num`` captions (FD against the images they describe), (N, 3, H, W)
+    in [-1, 1]; caption i is sample 0 of prompt i under seed ``sample.seed + 1``."""
+    captions = [r["caption"] for r in read_jsonl(captions_path)[:num]]
+    seeds = [sample_seed(sample_cfg["seed"] + 1, i, 0) for i in range(len(captions))]
+    batches = generate(load_pretrained(model_dir), autoencoder, text_encoder, uncond, captions, seeds, sample_cfg,
+                       model_objective(model_dir), batch_size)
+    images = np.concatenate(list(batches))  # (N, H, W, 3)
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
