@@ -51,3 +51,70 @@ def test_non_finite_losses_stop_the_run(tiny_shards, tmp_path):
     cfg["train"]["grad_clip"] = 1e30
     with pytest.raises(NonFiniteLossError, match="3 consecutive non-finite losses"):
         Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"))()
+
+
+def test_global_batch_is_split_by_accumulation_and_recorded(tiny_shards, tmp_path):
+    cfg = tiny_run("dit_i", augment="none", steps=4, batch_size=8, accumulation=2, checkpoint_every=4)
+    summary = Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"))()
+    assert (summary["world_size"], summary["per_rank_batch"], summary["accumulation"], summary["global_batch"]) == (1, 4, 2, 8)
+    assert summary["data"]["train"]["batches"] == 4 * 2  # two micro-batches of 4 per optimiser step
+    rows = list(csv.DictReader(open(tmp_path / "out" / "train.csv")))
+    assert {(r["world_size"], r["per_rank_batch"], r["accumulation"], r["global_batch"]) for r in rows} == {("1", "4", "2", "8")}
+
+
+def test_a_global_batch_that_does_not_divide_stops_naming_the_numbers(tiny_shards, tmp_path):
+    cfg = tiny_run("dit_i", augment="none", steps=4, batch_size=6, accumulation=4)
+    with pytest.raises(ValueError, match=r"batch_size 6 .* 1 rank\(s\) x 4 accumulation"):
+        Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"))()
+
+
+@pytest.mark.parametrize("where", ["mid_step", "between_steps"])
+def test_usr2_stops_at_a_step_boundary_and_the_resumed_run_is_bitwise_identical(tiny_shards, tmp_path, monkeypatch,
+                                                                                where):
+    """A preemption signal, wherever it lands, saves one consistent state; the rerun ends as if never stopped."""
+    import os
+    import signal
+
+    from imagenet_t2i.train import loop
+
+    cfg = tiny_run("cad_i", steps=9, checkpoint_every=100, eval_checkpoints=[])
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "full"), str(tmp_path / "full_state"))()
+    target, name = (loop, "diffusion_loss") if where == "mid_step" else (loop, "lr_at")
+    original, calls = getattr(target, name), []
+
+    def signalling(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, signalling)
+    stopped = Trainer(cfg, str(tiny_shards), str(tmp_path / "part"), str(tmp_path / "part_state"))()
+    monkeypatch.undo()
+    assert stopped["finished"] is False and stopped.get("preempted") and 0 < stopped["step"] < 9
+    assert torch.load(tmp_path / "part_state" / "last.pt", weights_only=False)["step"] == stopped["step"]
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # the trainer put the previous handler back
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "part"), str(tmp_path / "part_state"))()
+    a, b = _weights(tmp_path / "full" / "final"), _weights(tmp_path / "part" / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_last_step_still_saves_the_final_weights(tiny_shards, tmp_path):
+    cfg = tiny_run("dit_i", augment="none", steps=3, max_nonfinite=5, checkpoint_every=100, eval_checkpoints=[])
+    cfg["train"]["optimizer"]["lr"] = 1e30  # the weights blow up after the first update: steps 2 and 3 are non-finite
+    cfg["train"]["grad_clip"] = 1e30
+    summary = Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"))()
+    assert summary["finished"] and (tmp_path / "out" / "final" / "model.safetensors").exists()
+    rows = list(csv.DictReader(open(tmp_path / "out" / "train.csv")))
+    assert [r["step"] for r in rows] == ["1", "2", "3"] and rows[-1]["grad_norm"] == "nan"
+
+
+def test_hyperparameters_come_from_the_config_on_resume(tiny_shards, tmp_path):
+    cfg = tiny_run("dit_i", augment="none", steps=6, checkpoint_every=100, eval_checkpoints=[])
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"), until=3)()
+    cfg["train"]["ema"]["decay"] = 0.5
+    cfg["train"]["optimizer"]["weight_decay"] = 0.2
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"))()
+    state = torch.load(tmp_path / "state" / "last.pt", weights_only=False)
+    assert state["ema"]["decay"] == 0.5
+    assert {g["weight_decay"] for g in state["optimizer"]["param_groups"]} == {0.2, 0.0}

@@ -121,12 +121,24 @@ def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | 
     sidecar.unlink(missing_ok=True)
     inputs = {name: Path(shard_root) / name for name in run_shard_sets(run_cfg).values()}
     record = make_record("train", run_cfg, inputs, [out_dir / "final", out_dir / "train.csv"], time.time() - t0,
-                         {"job": {"id": job.job_id, "cluster": cluster["backend"], "state": job.state,
+                         {"job": {"id": job.job_id, "cluster": cluster["backend"], "state": _final_state(job),
                                   "attempts": _attempts(state_dir)}, "summary": summary,
                           "ranks": [{"rank": r["rank"], "data": r["data"]} for r in ranks],
                           "checkpoint_sha256": path_hash(out_dir / "final" / "model.safetensors")})
     write_record(out_dir, record)
     return record
+
+
+def _final_state(job: submitit.Job, wait_s: float = 60.0) -> str:
+    """The job's state once the scheduler has seen it end (SLURM: its result file can come first)."""
+    if not isinstance(job, submitit.SlurmJob):
+        return job.state
+    deadline = time.time() + wait_s
+    state = job.get_info(mode="force").get("State", "UNKNOWN")
+    while state in ("RUNNING", "COMPLETING") and time.time() < deadline:
+        time.sleep(1.0)
+        state = job.get_info(mode="force").get("State", state)
+    return state
 
 
 def _attempts(state_dir: Path) -> int:

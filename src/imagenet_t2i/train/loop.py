@@ -110,9 +110,9 @@ class Trainer(submitit.helpers.Checkpointable):
                    for i, (role, name) in enumerate(sets.items())}
         uncond = load_uncond(self.shard_root / sets["train"])[0][0].to(acc.device)  # (L0, D)
         stop_request = StopRequest(world)
-        step, nonfinite, log = 0, 0, []
+        step, nonfinite, log, resumed_from = 0, 0, [], []
         if self._state_path().exists():
-            state = torch.load(self._state_path(), weights_only=False, map_location=acc.device)
+            state = torch.load(self._state_path(), weights_only=False, map_location="cpu")
             if len(state["generators"]) != world:
                 raise RuntimeError(f"{self._state_path()} was saved with {len(state['generators'])} ranks, this job has "
                                    f"{world}: resume with the same number of GPUs or delete the state folder")
@@ -126,6 +126,7 @@ class Trainer(submitit.helpers.Checkpointable):
             for role, s in streams.items():
                 s.load_state_dict(state["streams"][role])
             step, nonfinite, log = state["step"], state["nonfinite"], state["log"]
+            resumed_from = state["resumed_from"] + [step]
             if main:
                 print(f"[{cfg['name']}] resumed from step {step}", flush=True)
         model, optimizer = acc.prepare(raw_model, optimizer)
@@ -139,7 +140,8 @@ class Trainer(submitit.helpers.Checkpointable):
         def summary(**extra: object) -> dict:
             """What this rank did: the step, the batch layout and the part of every shard set it read."""
             data = {r: {"range": list(s.sample_range), "batches": s.state_dict()["batches"]} for r, s in streams.items()}
-            return {"finished": step >= total, "step": step, "rank": rank, "data": data, **layout, **extra}
+            return {"finished": step >= total, "step": step, "rank": rank, "data": data, "resumed_from": resumed_from,
+                    **layout, **extra}
 
         def save_state() -> None:
             """Every rank's RNG gathered; rank 0 writes the whole state atomically."""
@@ -149,7 +151,7 @@ class Trainer(submitit.helpers.Checkpointable):
                          "optimizer": optimizer.state_dict(), "ema": ema.state_dict(),
                          "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
                          "generators": generators, "streams": {r: s.state_dict() for r, s in streams.items()},
-                         "nonfinite": nonfinite, "log": log, "layout": layout}
+                         "nonfinite": nonfinite, "log": log, "layout": layout, "resumed_from": resumed_from}
                 self.state_dir.mkdir(parents=True, exist_ok=True)
                 with atomic_write(self._state_path(), "wb") as f:
                     torch.save(state, f)

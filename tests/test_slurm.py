@@ -1,0 +1,149 @@
+"""Against a real SLURM cluster (slurmctld, slurmd, slurmdbd) that the session fixture brings up on this machine.
+
+The real Snakefile with the slurm profile: the heavy rules become SLURM jobs of the executor plugin, the
+train rule submits a 2-task submitit job (gloo DDP) and watches it; preemption is a real
+`scancel --signal=USR2`, resume a real `scontrol requeue`.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from imagenet_t2i.io import read_json
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slurm
+
+SCRIPTS = REPO / "tests" / "slurm_cluster"
+SLURM_DIR = "/tmp/imagenet-t2i-slurm"
+PLUGIN_FLAGS = ["--slurm-init-seconds-before-status-checks", "2"]  # the default 40 s per check is for real clusters
+
+
+@pytest.fixture(scope="session")
+def slurm_env():
+    """Start the test cluster (or skip saying why); stop and wipe it at the end of the session."""
+    if os.geteuid() != 0:
+        pytest.skip("bringing up SLURM needs root (apt packages and daemons); CI runs these tests as root")
+    env = dict(os.environ, SLURM_TEST_DIR=SLURM_DIR, FAKE_GPUS="2", FAKE_CPUS="8", RESET="1",
+               SLURM_CONF=f"{SLURM_DIR}/etc/slurm.conf")
+    try:
+        proc = subprocess.run(["bash", str(SCRIPTS / "start_slurm.sh")], env=env, capture_output=True, text=True,
+                              timeout=600)
+        failure = None if proc.returncode == 0 else f"rc {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    except subprocess.TimeoutExpired as e:
+        failure = f"timed out after 600 s\n{e.stdout}"
+    if failure:
+        message = f"the SLURM test cluster did not come up ({SCRIPTS / 'start_slurm.sh'}): {failure}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env["HF_HUB_OFFLINE"] = env["TRANSFORMERS_OFFLINE"] = "1"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # imagenet-t2i and snakemake
+    yield env
+    subprocess.run(["bash", str(SCRIPTS / "stop_slurm.sh")], env={**env, "WIPE": "1"}, capture_output=True,
+                   timeout=120)
+
+
+def _snakemake(env: dict, workdir: Path, config: Path, *targets: str, timeout: int = 600,
+               wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--profile", str(REPO / "workflow" / "profiles" / "slurm"), *PLUGIN_FLAGS, *targets,
+           "--configfile", str(config)]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _sacct(env: dict, job_id: str, fields: str) -> list[str]:
+    out = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", fields], env=env, capture_output=True,
+                         text=True, timeout=30).stdout
+    return out.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def trained(slurm_env, tmp_path_factory):
+    """Data stages as SLURM jobs, then run dit_i_ta trained by a 2-task SLURM job, all through Snakemake."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    config = workdir / "slurm.yaml"
+    shutil.copy(REPO / "tests" / "data" / "slurm.yaml", config)
+    proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta/provenance.json")
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    return workdir, config
+
+
+def test_two_task_training_job_runs_on_slurm_through_snakemake(trained, slurm_env):
+    workdir, _ = trained
+    run = workdir / "results" / "slurm" / "runs" / "dit_i_ta"
+    prov = read_json(run / "provenance.json")
+    assert prov["job"]["cluster"] == "slurm" and prov["job"]["state"] == "COMPLETED"
+    summary = prov["summary"]
+    assert (summary["world_size"], summary["per_rank_batch"], summary["global_batch"]) == (2, 4, 8)
+    (lo0, hi0), (lo1, hi1) = (r["data"]["train"]["range"] for r in sorted(prov["ranks"], key=lambda r: r["rank"]))
+    assert lo0 == 0 and hi0 == lo1 < hi1  # disjoint halves of the training set
+    assert {r["data"]["train"]["batches"] for r in prov["ranks"]} == {60}
+    rows = subprocess.run(["sacct", "-j", str(prov["job"]["id"]), "-n", "-P", "-o", "JobID,State,NTasks"],
+                          env=slurm_env, capture_output=True, text=True, timeout=30).stdout.split()
+    fields = {r.split("|")[0]: r.split("|")[1:] for r in rows}
+    assert fields[str(prov["job"]["id"])][0] == "COMPLETED", rows
+    assert fields[f"{prov['job']['id']}.0"] == ["COMPLETED", "2"], rows  # the srun step ran the 2 DDP ranks
+    assert (run / "final" / "model.safetensors").exists()
+
+
+def test_a_data_rule_runs_as_a_slurm_job_with_its_declared_resources(trained, slurm_env):
+    """`shards` asks for the gpu stage (1 GPU, 1 CPU, 2000 MB, 10 min): sacct shows what SLURM granted."""
+    workdir, _ = trained
+    text = "".join(p.read_text() for p in (workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    found = re.search(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_shards/", text)
+    assert found, "the shards rule was not submitted as a SLURM job"
+    job_id = found.group(1)
+    state, alloc, limit = _sacct(slurm_env, job_id, "State,AllocTRES,TimelimitRaw")[0].split("|")
+    assert state == "COMPLETED"
+    assert "gres/gpu=1" in alloc and "mem=2000M" in alloc, alloc
+    assert limit == "10"
+
+
+def test_preempted_training_resumes_under_the_same_job_id_bitwise(trained, slurm_env):
+    """`scancel --signal=USR2` mid-run: every rank stops at one step, the job is requeued, the weights match."""
+    workdir, config = trained
+    results = workdir / "results" / "slurm"
+    proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta_again/provenance.json", wait=False)
+    state, sidecar = results / "state" / "dit_i_ta_again" / "last.pt", results / "state" / "dit_i_ta_again" / "job.json"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), proc.stdout.read() if proc.poll() is not None else "no state after 300 s"
+    job_id = str(read_json(sidecar)["job_id"])
+    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True, timeout=30)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-6000:]
+    prov = read_json(results / "runs" / "dit_i_ta_again" / "provenance.json")
+    assert str(prov["job"]["id"]) == job_id  # requeued, not resubmitted
+    resumed = prov["summary"]["resumed_from"]
+    assert len(resumed) == 1 and 0 < resumed[0] < 60, out[-4000:]
+    assert f"state saved at step {resumed[0]}" in out
+    a = load_file(str(results / "runs" / "dit_i_ta" / "final" / "model.safetensors"))
+    b = load_file(str(results / "runs" / "dit_i_ta_again" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_an_unknown_partition_fails_fast_with_slurms_message(trained, slurm_env):
+    workdir, _ = trained
+    config = yaml.safe_load((REPO / "tests" / "data" / "slurm.yaml").read_text())
+    config["cluster"]["partition"] = "no_such_partition"
+    path = workdir / "bad_partition.yaml"
+    path.write_text(yaml.safe_dump(config))
+    t0 = time.time()
+    proc = _snakemake(slurm_env, workdir, path, "results/slurm/runs/dit_i_ta_again/provenance.json", "--forcerun",
+                      "train", timeout=180)
+    assert proc.returncode != 0
+    assert time.time() - t0 < 120
+    log = (workdir / "results" / "slurm" / "logs" / "train_dit_i_ta_again.log").read_text()
+    assert "invalid partition" in log.lower(), log[-3000:]
