@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torch.overrides import TorchFunctionMode
 
 from .diffusion.sampler import SAMPLERS
 from .encode.autoencoder import Autoencoder, default_device
@@ -68,25 +67,6 @@ def initial_noise(seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Te
     return torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
-class _InitialNoise(TorchFunctionMode):
-    """Answer the sampler's draw of x_T (``torch.randn``) with ``noise``: the samplers take only a
-    generator, and x_T is their only randomness (DDIM with eta = 0, flow Euler). A second draw is an error."""
-
-    def __init__(self, noise: torch.Tensor):
-        super().__init__()
-        self.noise: torch.Tensor | None = noise
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        if func is torch.randn:
-            size = torch.Size(args[0] if len(args) == 1 else args)
-            if self.noise is None or size != self.noise.shape:
-                raise RuntimeError(f"the sampler drew noise {tuple(size)} besides x_T; the per-sample seed rule "
-                                   "(imagenet_t2i.sample.SEED_RULE) does not cover it")
-            noise, self.noise = self.noise, None
-            return noise
-        return func(*args, **(kwargs or {}))
-
-
 @torch.no_grad()
 def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: TextEncoder, uncond: torch.Tensor,
              prompts: list[str], seeds: list[int], sample_cfg: dict, objective: str = "eps", batch_size: int = 64,
@@ -102,9 +82,10 @@ def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: Tex
     for start in range(0, len(prompts), batch_size):
         text, mask = pad_text(text_encoder.encode(prompts[start : start + batch_size]))  # (B, T, D), (B, T)
         noise = initial_noise(seeds[start : start + batch_size], shape).to(device)  # (B, C, h, w)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"), _InitialNoise(noise):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             z = SAMPLERS[objective](model, text.to(device), mask.to(device), uncond, shape, steps=sample_cfg["steps"],
-                                    guidance=sample_cfg["guidance"], clamp=sample_cfg["clamp"], progress=progress)
+                                    guidance=sample_cfg["guidance"], clamp=sample_cfg["clamp"], progress=progress,
+                                    noise=noise)
         yield to_uint8(autoencoder.decode(z / autoencoder.scale_factor))
 
 

@@ -53,6 +53,7 @@ def ddim_sample(
     clamp: float | None = 1.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    noise: torch.Tensor | None = None,  # (N, C, h, w) x_T; drawn with ``generator`` when None
 ) -> torch.Tensor:
     """Deterministic DDIM from t = 1 to t = 0; returns x0 (N, C, h, w) in latent scale.
 
@@ -61,7 +62,7 @@ def ddim_sample(
     (self-conditioning at inference).
     """
     n = text.shape[0]
-    x = torch.randn((n, *shape), generator=generator).to(text.device)
+    x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
     prev = None
     for i in tqdm(range(steps), disable=not progress, desc="ddim", leave=False):
@@ -89,10 +90,11 @@ def flow_sample(
     clamp: float | None = 1.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    noise: torch.Tensor | None = None,  # (N, C, h, w) x_T; drawn with ``generator`` when None
 ) -> torch.Tensor:
     """Euler integration of a rectified-flow model (the `flow` extension) from t = 1 to t = 0, guided velocity."""
     n = text.shape[0]
-    x = torch.randn((n, *shape), generator=generator).to(text.device)
+    x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
     prev = None
     for i in tqdm(range(steps), disable=not progress, desc="flow", leave=False):
