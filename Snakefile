@@ -19,6 +19,7 @@ wildcard_constraints:
     aug="crop|cutmix_(half|quarter|ninth|sixteenth|all)",
     run="|".join(config["runs"]),
     ckpt="final|step-[0-9]+",
+    chunk="[0-9]+-of-[0-9]+",
     table="|".join(config.get("tables", {})) or "none",
 
 include: "workflow/rules/data.smk"

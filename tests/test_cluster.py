@@ -59,3 +59,26 @@ def test_stage_resources_reach_the_slurm_plugin_only_where_configured(paper):
     res = stage_resources(validate_config(custom), "gpu", mem_mb=2000)
     assert (res["slurm_partition"], res["slurm_account"], res["qos"], res["slurm_extra"]) == ("a100", "proj", "q",
                                                                                               "--exclusive")
+
+
+def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tmp_path):
+    """`snakemake -n reproduce_all --configfile config/paper.yaml --profile workflow/profiles/slurm`, no data at all."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "reproduce_all", "--configfile", str(REPO / "config" / "paper.yaml"),
+           "--profile", str(REPO / "workflow" / "profiles" / "slurm")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ)).stdout
+    jobs, rule = {}, None
+    for line in out.splitlines():
+        if line.startswith("rule "):
+            rule = line[5:].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            jobs.setdefault(rule, []).append(line)
+    assert len(jobs["shards_chunk"]) == 4 * paper["encode"]["chunks"]  # train_aio, train_ta, cutmix_all_ta, crop_ta
+    for rule in ("captions", "shards_chunk", "sample_grid", "prompt_embeddings"):
+        assert jobs[rule] and all("gpu=1" in r and "runtime=720" in r and "mem_mb=64000" in r for r in jobs[rule]), rule
+    assert all("gpu=" not in r and "runtime=240" in r for r in jobs["augment"])
+    assert "train" in jobs and len(jobs["train"]) == 10

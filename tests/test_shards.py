@@ -180,3 +180,56 @@ def test_atomic_write_gives_outputs_the_usual_file_mode(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+
+
+def test_chunked_shards_merge_to_the_single_job_set(tmp_path):
+    """3 chunk jobs + merge == one job: the same shards (hard-linked, not copied) and the same manifest."""
+    from imagenet_t2i.chunks import chunk_names, parse_chunk
+    from imagenet_t2i.loader import ShardStream
+    from imagenet_t2i.shards import merge_shards
+
+    split, captions = make_split(tmp_path / "split", 37)
+    kw = dict(resolution=16, shard_size=8, batch_size=4, progress=False)
+    whole = write_shards(split, captions, tmp_path / "whole", PixelAutoencoder(), HashTextEncoder(), **kw)
+    parts = [tmp_path / "parts" / name for name in chunk_names(3)]
+    for part in parts:
+        m = write_shards(split, captions, part, PixelAutoencoder(), HashTextEncoder(), chunk=parse_chunk(part.name), **kw)
+        assert m["chunk"] == list(parse_chunk(part.name)) and 1 <= len(m["shards"]) <= 2  # 5 shards over 3 chunks
+    merged = merge_shards(parts, tmp_path / "merged")
+    assert merged == whole  # the manifest (shard names, sha256, counts, skipped images) is the single job's
+    assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == sorted(p.name for p in (tmp_path / "whole").iterdir())
+    for e in merged["shards"]:
+        assert (tmp_path / "merged" / e["name"]).samefile(next(p / e["name"] for p in parts if (p / e["name"]).exists()))
+    assert {s["key"] for s in merged["skipped"]} == set(BAD)
+    keys = next(iter(ShardStream(tmp_path / "merged", batch_size=34, seed=0, prefetch=0)))["keys"]
+    assert len(set(keys)) == 34
+
+
+def test_merging_an_incomplete_or_mixed_set_of_chunks_is_refused(tmp_path):
+    from imagenet_t2i.chunks import chunk_names, parse_chunk
+    from imagenet_t2i.shards import merge_shards
+
+    split, captions = make_split(tmp_path / "split", 20, bad=False)
+    kw = dict(resolution=16, shard_size=8, batch_size=4, progress=False)
+    parts = [tmp_path / name for name in chunk_names(2)]
+    for part in parts:
+        write_shards(split, captions, part, PixelAutoencoder(), HashTextEncoder(), chunk=parse_chunk(part.name), **kw)
+    with pytest.raises(ValueError, match="not chunks 0..0 of 1"):
+        merge_shards(parts[:1], tmp_path / "out")
+    other = tmp_path / "0001-of-0002-other"
+    write_shards(split, captions, other, PixelAutoencoder(), HashTextEncoder(), chunk=(1, 2), order_seed=1, **kw)
+    with pytest.raises(ValueError, match="different inputs or settings"):
+        merge_shards([parts[0], other], tmp_path / "out")
+    assert not (tmp_path / "out" / MANIFEST).exists()
+
+
+def test_chunk_ranges_cover_every_item_once():
+    from imagenet_t2i.chunks import chunk_names, chunk_range, parse_chunk
+
+    for n_items in (0, 1, 5, 64, 1282):
+        for count in (1, 3, 64):
+            covered = [i for c in range(count) for i in chunk_range(n_items, c, count)]
+            assert covered == list(range(n_items))
+    assert [parse_chunk(n) for n in chunk_names(3)] == [(0, 3), (1, 3), (2, 3)]
+    with pytest.raises(ValueError, match="index>-of-<count>"):
+        parse_chunk("3-of-3")

@@ -99,6 +99,7 @@ def cmd_captions(args: argparse.Namespace) -> None:
 
 
 def cmd_shards(args: argparse.Namespace) -> None:
+    from .chunks import parse_chunk
     from .encode.autoencoder import make_autoencoder
     from .encode.text import make_text_encoder
     from .shards import write_shards
@@ -108,10 +109,21 @@ def cmd_shards(args: argparse.Namespace) -> None:
     t0 = time.time()
     manifest = write_shards(args.images, args.captions, args.out, make_autoencoder(enc["autoencoder"]),
                             make_text_encoder(enc["text"]), config["source"]["resolution"],
-                            shard_size=enc["shard_size"], batch_size=enc["batch_size"])
-    print(f"{args.out}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards, "
+                            shard_size=enc["shard_size"], batch_size=enc["batch_size"], chunk=parse_chunk(args.chunk))
+    print(f"{args.out}: chunk {args.chunk}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards, "
           f"{len(manifest['skipped'])} skipped")
     _provenance("shards", enc, {"images": args.images, "captions": args.captions}, args.out, t0)
+
+
+def cmd_shards_merge(args: argparse.Namespace) -> None:
+    from .shards import merge_shards
+
+    t0 = time.time()
+    manifest = merge_shards(args.parts, args.out)
+    print(f"{args.out}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards from "
+          f"{len(args.parts)} chunk(s), {len(manifest['skipped'])} skipped")
+    _provenance("shards_merge", {"chunks": len(args.parts)}, {f"part_{i}": p for i, p in enumerate(args.parts)},
+                args.out, t0)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -466,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("shards", cmd_shards, "encode images + captions into WebDataset shards")
     sp.add_argument("--images", required=True)
     sp.add_argument("--captions", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--chunk", default="0000-of-0001", help="write only this chunk's shards (<index>-of-<count>)")
+    sp = add("shards-merge", cmd_shards_merge, "merge the chunk folders of one shard set into the set's folder")
+    sp.add_argument("--parts", nargs="+", required=True, help="every chunk folder of the set")
     sp.add_argument("--out", required=True)
     sp = add("train", cmd_train, "train one run through submitit (blocks; resumes from --state)")
     sp.add_argument("--run", required=True)

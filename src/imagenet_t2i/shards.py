@@ -5,6 +5,10 @@ unpadded text embedding (all float16). Samples are written in a seeded random or
 index is sorted by class; streaming readers only shuffle locally). Shard ``i`` always holds the
 records ``order[i*shard_size : (i+1)*shard_size]`` minus unreadable images, so an interrupted run
 resumes at the first unfinished shard, and a finished run with the same inputs is not redone.
+
+At scale the stage runs as ``encode.chunks`` jobs (`chunks`): chunk ``c`` of ``n`` writes the shards
+``chunk_range(num_shards, c, n)`` into its own part folder, and `merge_shards` links the parts'
+shards into the set's folder with one manifest, identical to the one a single job would write.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +30,7 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
+from imagenet_t2i.chunks import chunk_range
 from imagenet_t2i.encode.autoencoder import Autoencoder
 from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess, to_tensor
 from imagenet_t2i.encode.text import TextEncoder
@@ -167,11 +173,13 @@ def _intact(out_dir: Path, entries: Iterable[dict]) -> bool:
 def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike, out_dir: str | os.PathLike,
                  autoencoder: Autoencoder, text_encoder: TextEncoder, resolution: int,
                  shard_size: int = 1000, batch_size: int = 64, progress: bool = True, *,
-                 image_format: str = "png", order_seed: int = 0, num_workers: int | None = None) -> dict:
+                 image_format: str = "png", order_seed: int = 0, num_workers: int | None = None,
+                 chunk: tuple[int, int] = (0, 1)) -> dict:
     """Encode ``split_dir`` (index.jsonl + images) with its captions into ``out_dir``; return the manifest.
 
-    Unreadable or missing images are logged, skipped and listed in ``manifest["skipped"]``; an
-    index key without a caption raises ValueError before any work is done.
+    ``chunk=(c, n)`` writes only the shards of chunk ``c`` of ``n`` (a part folder for `merge_shards`;
+    its manifest says ``"chunk": [c, n]``). Unreadable or missing images are logged, skipped and listed
+    in ``manifest["skipped"]``; an index key without a caption raises ValueError before any work is done.
     """
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     index_path, captions_path = split_dir / "index.jsonl", Path(captions_path)
@@ -206,14 +214,16 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
             done = {int(i): s for i, s in state["shards"].items() if _intact(out_dir, [s["entry"]])}
 
     order = np.random.default_rng(order_seed).permutation(len(records))
-    chunks = [order[i : i + shard_size] for i in range(0, len(order), shard_size)]
-    work = [(s, [records[k] for k in chunk[b : b + batch_size]])
-            for s, chunk in enumerate(chunks) if s not in done for b in range(0, len(chunk), batch_size)]
+    groups = [order[i : i + shard_size] for i in range(0, len(order), shard_size)]  # shard index -> record indices
+    mine = chunk_range(len(groups), *chunk)
+    work = [(s, [records[k] for k in groups[s][b : b + batch_size]])
+            for s in mine if s not in done for b in range(0, len(groups[s]), batch_size)]
 
-    initial = sum(len(chunks[s]) for s in done)
+    initial = sum(len(groups[s]) for s in done if s in mine)
     cached_encoder = _CaptionCache(text_encoder)
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as pool, \
-            tqdm(total=len(records), initial=initial, disable=not progress, desc=f"shards {out_dir.name}") as bar:
+            tqdm(total=sum(len(groups[s]) for s in mine), initial=initial, disable=not progress,
+                 desc=f"shards {out_dir.name}") as bar:
         batches = _loaded_batches(pool, work, split_dir, resolution)
         for s, group in itertools.groupby(batches, key=lambda item: item[0]):
             path = out_dir / shard_name(s)
@@ -227,11 +237,11 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
     with atomic_write(out_dir / UNCOND, "wb") as f:
         np.save(f, uncond, allow_pickle=False)
 
-    shards = [done[s]["entry"] for s in range(len(chunks))]
+    shards = [done[s]["entry"] for s in mine]
     manifest = {
         "num_samples": sum(e["num_samples"] for e in shards),
         "shards": shards,
-        "skipped": [x for s in range(len(chunks)) for x in done[s]["skipped"]],
+        "skipped": [x for s in mine for x in done[s]["skipped"]],
         "autoencoder": autoencoder.describe(),
         "text_encoder": text_encoder.describe(),
         "resolution": resolution,
@@ -243,6 +253,7 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
         "order_seed": order_seed,
         "inputs": inputs,
         "fingerprint": fingerprint,
+        **({"chunk": list(chunk)} if chunk != (0, 1) else {}),
     }
     listed = {e["name"] for e in shards}
     for stale in out_dir.glob("shard-*.tar"):
@@ -253,4 +264,49 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
     if manifest["skipped"]:
         log.warning("%s: skipped %d unreadable image(s), listed in %s",
                     out_dir, len(manifest["skipped"]), manifest_path)
+    return manifest
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` becomes the same file as ``src`` (a hard link; a copy across file systems)."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def merge_shards(parts: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict:
+    """One shard set from the part folders of its chunks (`write_shards` with ``chunk``); returns its manifest.
+
+    The parts must be every chunk of one run (same fingerprint, chunks 0..n-1 once each). Shards are
+    hard-linked (no copy), the manifest is written last, so a half-merged folder has no manifest.
+    """
+    out_dir = Path(out_dir)
+    manifests = [(Path(p), read_json(Path(p) / MANIFEST)) for p in parts]
+    count = len(manifests)
+    indices = sorted(m.get("chunk", [0, 1])[0] for _, m in manifests)
+    if indices != list(range(count)) or any(m.get("chunk", [0, 1])[1] != count for _, m in manifests):
+        raise ValueError(f"cannot merge {[str(p) for p, _ in manifests]}: they are not chunks 0..{count - 1} "
+                         f"of {count}; rerun the shards stage")
+    if len({m["fingerprint"] for _, m in manifests}) != 1:
+        raise ValueError(f"the parts of {out_dir} were encoded from different inputs or settings; rerun the shards stage")
+    manifests.sort(key=lambda pm: pm[1].get("chunk", [0, 1])[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for part, m in manifests:
+        for entry in m["shards"]:
+            _link(part / entry["name"], out_dir / entry["name"])
+    _link(manifests[0][0] / UNCOND, out_dir / UNCOND)
+    manifest = {k: v for k, v in manifests[0][1].items() if k != "chunk"}
+    manifest["shards"] = [e for _, m in manifests for e in m["shards"]]
+    manifest["skipped"] = [x for _, m in manifests for x in m["skipped"]]
+    manifest["num_samples"] = sum(e["num_samples"] for e in manifest["shards"])
+    listed = {e["name"] for e in manifest["shards"]}
+    for stale in out_dir.glob("shard-*.tar"):
+        if stale.name not in listed:
+            stale.unlink()
+    write_json(out_dir / MANIFEST, manifest)
     return manifest

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from .chunks import chunk_names
 from .config import config_hash, resolve_run, run_shard_sets, validate_config
 from .io import atomic_write
 from .provenance import source_hash
@@ -50,6 +51,12 @@ def stage_resources(config: dict, kind: str, mem_mb: int) -> dict:
     """
     spec = {"mem_mb": mem_mb, **config["cluster"].get("stages", {}).get(kind, {})}
     return {res: spec[key] for key, res in STAGE_RESOURCES.items() if spec.get(key)}
+
+
+def chunk_dirs(config: dict, stage: str, prefix: str) -> list[str]:
+    """The chunk folders of a chunked stage (``<stage>.chunks`` jobs, e.g. ``encode.chunks``): from the config
+    alone, so a dry run plans every chunk job before the data exists."""
+    return [f"{prefix}/{name}" for name in chunk_names(config[stage].get("chunks", 1))]
 
 
 def stage_threads(config: dict, kind: str) -> int:
