@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from imagenet_t2i.config import load_config, resolve_run
@@ -24,7 +25,7 @@ from imagenet_t2i.encode.text import make_text_encoder
 from imagenet_t2i.evaluation.colour_probe import probe_accuracy, probe_prompts
 from imagenet_t2i.loader import load_uncond
 from imagenet_t2i.models import count_parameters, load_pretrained
-from imagenet_t2i.sample import generate
+from imagenet_t2i.sample import generate, sample_seed
 from imagenet_t2i.train.loop import Trainer
 
 
@@ -42,6 +43,7 @@ def main() -> None:
     uncond = load_uncond(Path(args.shards) / "train_ta")[0][0]
     rows = probe_prompts(config["source"]["classes"], config["source"]["colors"])
     prompts = [r["prompt"] for r in rows for _ in range(2)]
+    seeds = [sample_seed(0, i, j) for i in range(len(rows)) for j in range(2)]
     sample_cfg = {**config["sample"], "steps": 20}
     table = []
     for setting in args.settings:
@@ -56,7 +58,8 @@ def main() -> None:
             train_s = time.perf_counter() - t0
             loss = float(list(csv.DictReader(open(f"{tmp}/train.csv")))[-1]["loss"])
             model = load_pretrained(f"{tmp}/final")
-            images = generate(model, autoencoder, text_encoder, uncond, prompts, sample_cfg, seed=0, batch_size=120)
+            images = np.concatenate(list(generate(model, autoencoder, text_encoder, uncond, prompts, seeds, sample_cfg,
+                                                  batch_size=120)))
         acc = probe_accuracy(images, rows, 2)["accuracy"]
         table.append((width, steps, count_parameters(model), train_s, loss, acc))
     print(f"\n{'width':>5} {'steps':>6} {'params':>9} {'train_s':>8} {'loss':>7} {'colour_probe':>12}  (chance 0.1)")

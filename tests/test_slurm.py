@@ -134,11 +134,15 @@ def test_preempted_training_resumes_under_the_same_job_id_bitwise(trained, slurm
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
-def test_an_unknown_partition_fails_fast_with_slurms_message(trained, slurm_env):
+@pytest.mark.parametrize("key, value, message", [
+    ("partition", "no_such_partition", "invalid partition"),
+    ("gpus_per_node", 16, "requested node configuration is not available"),  # the node has 2
+])
+def test_a_wrong_cluster_setting_fails_fast_with_slurms_message(trained, slurm_env, key, value, message):
     workdir, _ = trained
     config = yaml.safe_load((REPO / "tests" / "data" / "slurm.yaml").read_text())
-    config["cluster"]["partition"] = "no_such_partition"
-    path = workdir / "bad_partition.yaml"
+    config["cluster"][key] = value
+    path = workdir / f"bad_{key}.yaml"
     path.write_text(yaml.safe_dump(config))
     t0 = time.time()
     proc = _snakemake(slurm_env, workdir, path, "results/slurm/runs/dit_i_ta_again/provenance.json", "--forcerun",
@@ -146,4 +150,4 @@ def test_an_unknown_partition_fails_fast_with_slurms_message(trained, slurm_env)
     assert proc.returncode != 0
     assert time.time() - t0 < 120
     log = (workdir / "results" / "slurm" / "logs" / "train_dit_i_ta_again.log").read_text()
-    assert "invalid partition" in log.lower(), log[-3000:]
+    assert message in log.lower(), log[-3000:]

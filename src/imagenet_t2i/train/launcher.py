@@ -24,8 +24,8 @@ class TrainingFailed(RuntimeError):
     """The training job ended in failure; the message names its log files."""
 
 
-SBATCH_OPTIONS = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
-                  "constraint": "slurm_constraint", "signal_delay_s": "slurm_signal_delay_s"}
+SLURM_PARAMETERS = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
+                    "constraint": "slurm_constraint", "signal_delay_s": "slurm_signal_delay_s", "mem_gb": "mem_gb"}
 
 
 def executor_parameters(cluster: dict, threads: int) -> dict:
@@ -34,9 +34,7 @@ def executor_parameters(cluster: dict, threads: int) -> dict:
                     "tasks_per_node": cluster.get("tasks_per_node", 1), "gpus_per_node": cluster.get("gpus_per_node", 0)}
     if cluster["backend"] == "slurm":
         params["nodes"] = cluster.get("nodes", 1)
-        params.update({sub: cluster[key] for key, sub in SBATCH_OPTIONS.items() if key in cluster})
-        if "mem_gb" in cluster:
-            params["mem_gb"] = cluster["mem_gb"]
+        params.update({sub: cluster[key] for key, sub in SLURM_PARAMETERS.items() if key in cluster})
         # --requeue: clusters with JobRequeue=0 refuse submitit's `scontrol requeue` without it
         params["slurm_additional_parameters"] = {"requeue": True, **cluster.get("sbatch_extra", {})}
     elif cluster.get("nodes", 1) > 1:

@@ -105,6 +105,8 @@ class Ema:
     def state_dict(self) -> dict:
         return {"decay": self.decay, "shadow": self.shadow}
 
+    @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        self.decay = state["decay"]
-        self.shadow = state["shadow"]
+        """Restore the averaged weights in place (on this EMA's device); the decay stays the configured one."""
+        for k, v in state["shadow"].items():
+            self.shadow[k].copy_(v)
