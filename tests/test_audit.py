@@ -1,11 +1,12 @@
-"""Audit: a hand-made provenance chain over real files, walked from a table cell back to the source images."""
+"""Audit: a hand-made provenance chain over real files, walked from a table cell back to the source images;
+folders with manifests, checked through them or member by member."""
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
 from imagenet_t2i.audit import audit
-from imagenet_t2i.io import write_json
+from imagenet_t2i.io import sha256_file, write_json, write_jsonl
 from imagenet_t2i.paper.reference import load_reference
 from imagenet_t2i.paper.tables import build_table
 from imagenet_t2i.provenance import make_record, write_record
@@ -141,3 +142,61 @@ def test_cycles_terminate_and_broken_records_are_reported(tmp_path, monkeypatch)
     assert report.findings[0].record == "b.txt.prov.json"
     with pytest.raises(FileNotFoundError, match="c.txt has no provenance record"):
         audit("c.txt")
+
+
+@pytest.fixture()
+def manifests(tmp_path, monkeypatch):
+    """An image set (index rows with sha256) -> a shard set (manifest.json listing its shards) -> a score file."""
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "data/crop"
+    _pngs(images / "images", 3, seed=2)
+    write_jsonl(images / "index.jsonl", [{"key": p.stem, "class": "c", "path": f"images/{p.name}",
+                                          "sha256": sha256_file(p)} for p in sorted((images / "images").iterdir())])
+    _record("augment", "data/crop", {})
+    shards = tmp_path / "shards/crop_ta"
+    shards.mkdir(parents=True)
+    entries = []
+    for i in range(2):
+        (shards / f"shard-{i:06d}.tar").write_bytes(f"tar {i}".encode())
+        entries.append({"name": f"shard-{i:06d}.tar", "sha256": sha256_file(shards / f"shard-{i:06d}.tar")})
+    write_json(shards / "manifest.json", {"shards": entries})
+    _record("shards", "shards/crop_ta", {"images": "data/crop"})
+    write_json(tmp_path / "score.json", {"fd": 1.0})
+    _record("fd", "score.json", {"shards": "shards/crop_ta"})
+    return tmp_path
+
+
+def test_normal_audit_checks_manifests_not_members(manifests):
+    (manifests / "data/crop/images/0001.png").write_bytes(b"altered")  # a member: not read without members=True
+    report = audit("score.json")
+    assert report.ok and report.members_hashed == 0
+    manifest = manifests / "shards/crop_ta/manifest.json"
+    manifest.write_text(manifest.read_text().replace("shard-000001", "shard-000009"))  # lists another shard
+    report = audit("score.json")
+    changed = {(f.path, f.role, tuple(f.suspects)) for f in report.findings}
+    assert changed == {("shards/crop_ta", "output", ("manifest.json",)),
+                       ("shards/crop_ta", "input 'shards'", ("manifest.json",))}
+
+
+def test_members_audit_names_each_altered_member(manifests):
+    image = manifests / "data/crop/images/0001.png"
+    recorded = sha256_file(image)
+    assert audit("score.json", members=True).ok
+    image.write_bytes(b"altered")
+    (manifests / "shards/crop_ta/shard-000000.tar").unlink()
+    report = audit("score.json", members=True)
+    assert not report.ok and report.members_hashed == 5  # 3 images + 2 shards, each hashed once
+    found = {f.path: f for f in report.findings}
+    assert set(found) == {"data/crop/images/0001.png", "shards/crop_ta/shard-000000.tar"}
+    img = found["data/crop/images/0001.png"]
+    assert (img.problem, img.record, img.folder) == ("changed", "data/crop/index.jsonl", "data/crop")
+    assert (img.recorded, img.current) == (recorded, sha256_file(image))
+    shard = found["shards/crop_ta/shard-000000.tar"]
+    assert (shard.problem, shard.record, shard.current) == ("missing", "shards/crop_ta/manifest.json", None)
+    assert report.status("data/crop") == "changed" and report.status("shards/crop_ta") == "changed"
+    assert report.status("score.json") == "ok"
+    text = report.text()
+    assert (f"CHANGED data/crop/images/0001.png: member of data/crop, listed in data/crop/index.jsonl with sha256 "
+            f"{recorded}; now {sha256_file(image)}") in text
+    assert "MISSING shards/crop_ta/shard-000000.tar: member of shards/crop_ta" in text
+    assert "1 changed, 1 missing" in text and "and 5 manifest members" in text

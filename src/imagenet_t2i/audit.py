@@ -1,5 +1,7 @@
 """Audit: walk a table cell (or any recorded file) back through provenance records to the scores, samples,
 checkpoint, shards, captions and source images; re-hash every file and folder and report what changed.
+A folder with a manifest is checked through its manifest (`provenance.path_hash`); ``members=True`` also
+re-hashes every member the manifests list and names each one that no longer matches.
 
 A path's record is its own (``provenance.provenance_path``) or, failing that, the ``provenance.json`` of the
 nearest enclosing folder (e.g. a checkpoint inside ``runs/<run>/``). Every record is read and checked once:
@@ -14,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .provenance import PROVENANCE_NAME, path_hash, provenance_path
+from .provenance import PROVENANCE_NAME, hashed_files, members as manifest_members, path_hash, provenance_path, \
+    sha256_files
 
 MAX_SUSPECTS = 10
 
@@ -25,13 +28,18 @@ class Finding:
 
     path: str
     problem: str             # changed | missing | unreadable record
-    record: str              # the record holding the expectation
-    role: str                # "output" | "input '<name>'" | "record"
+    record: str              # the record (or, for a member, the manifest) holding the expectation
+    role: str                # "output" | "input '<name>'" | "record" | "member of <folder>"
     recorded: str | None = None
     current: str | None = None
     suspects: list[str] = field(default_factory=list)  # files of a changed folder modified after the record
+    folder: str | None = None  # for a member: the folder whose manifest lists it
 
     def text(self) -> str:
+        if self.folder is not None:
+            now = "it is gone" if self.problem == "missing" else f"now {self.current}"
+            return (f"{self.problem.upper()} {self.path}: {self.role}, listed in {self.record} with sha256 "
+                    f"{self.recorded}; {now}")
         if self.problem == "missing":
             return f"MISSING {self.path}: recorded as {self.role} by {self.record}"
         if self.problem == "changed":
@@ -61,14 +69,16 @@ class AuditReport:
     findings: list[Finding]
     records_read: int
     paths_hashed: int
+    members_hashed: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
     def status(self, path: str) -> str:
-        """ok | changed | missing, for a node path."""
+        """ok | changed | missing, for a node path (a folder with a changed or missing member is changed)."""
         problems = {f.problem for f in self.findings if f.path == path}
+        problems |= {"changed" for f in self.findings if f.folder == path}
         return "missing" if "missing" in problems else "changed" if "changed" in problems else "ok"
 
     def unrecorded(self) -> list[str]:
@@ -82,8 +92,10 @@ class AuditReport:
         changed = sum(f.problem == "changed" for f in self.findings)
         missing = sum(f.problem == "missing" for f in self.findings)
         broken = len(self.findings) - changed - missing
+        hashed = f"{self.paths_hashed} files/folders" + (f" and {self.members_hashed} manifest members"
+                                                          if self.members_hashed else "")
         lines = [f"audit of {self.target} (record {self.record})",
-                 f"read {self.records_read} records, re-hashed {self.paths_hashed} files/folders: "
+                 f"read {self.records_read} records, re-hashed {hashed}: "
                  + ("nothing changed" if self.ok else f"{changed} changed, {missing} missing, {broken} broken records")]
         lines += [f.text() for f in self.findings]
         lines += [f"no provenance record (chain ends): {p}" for p in self.unrecorded()]
@@ -109,14 +121,11 @@ class AuditReport:
             self._tree(child, input_name, depth + 1, shown, lines)
 
 
-def _is_hashed(path: Path) -> bool:
-    """Whether ``provenance.path_hash`` counts this file of a folder."""
-    return not (path.name == PROVENANCE_NAME or path.name.endswith(".prov.json") or path.name.startswith("."))
-
-
 class _Walker:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, members: bool = False, workers: int = 8):
         self.root = Path(os.path.abspath(root))
+        self.members, self.workers = members, workers
+        self.member_hashes: dict[str, str | None] = {}
         self.hashes: dict[Path, str | None] = {}
         self.records: dict[Path, dict | None] = {}
         self.nodes: dict[str, Node] = {}
@@ -132,7 +141,21 @@ class _Walker:
     def current_hash(self, path: Path) -> str | None:
         if path not in self.hashes:
             self.hashes[path] = path_hash(path) if path.exists() else None
+            if self.members and path.is_dir():
+                self.check_members(path)
         return self.hashes[path]
+
+    def check_members(self, folder: Path) -> None:
+        """Re-hash the members the folder's manifests list; a finding for each one that changed or is gone."""
+        listed = manifest_members(folder)
+        todo = [p for p in listed if p not in self.member_hashes]
+        self.member_hashes.update(zip(todo, sha256_files(todo, self.workers, f"members of {folder.name}")))
+        for path, member in listed.items():
+            current = self.member_hashes[path]
+            if current != member.sha256:
+                self.add(Finding(self.show(Path(path)), "missing" if current is None else "changed",
+                                 self.show(member.listed_in), f"member of {self.show(folder)}", member.sha256,
+                                 current, folder=self.show(folder)))
 
     def add(self, finding: Finding) -> None:
         self.findings.setdefault((finding.path, finding.record, finding.role), finding)
@@ -145,8 +168,8 @@ class _Walker:
             suspects = []
             if path.is_dir():
                 since = record.stat().st_mtime_ns
-                suspects = sorted(str(f.relative_to(path)) for f in path.rglob("*")
-                                  if f.is_file() and _is_hashed(f) and f.stat().st_mtime_ns > since)[:MAX_SUSPECTS]
+                suspects = [str(f.relative_to(path)) for f in hashed_files(path)
+                            if f.stat().st_mtime_ns > since][:MAX_SUSPECTS]
             self.add(Finding(self.show(path), "changed", self.show(record), role, recorded, current, suspects))
 
     def find_record(self, path: Path) -> Path | None:
@@ -212,11 +235,14 @@ def _record_problem(record: object) -> str | None:
     return None
 
 
-def audit(target: str | os.PathLike, root: str | os.PathLike | None = None) -> AuditReport:
+def audit(target: str | os.PathLike, root: str | os.PathLike | None = None, members: bool = False,
+          workers: int = 8) -> AuditReport:
     """Audit a table CSV (each cell through the record's ``cells`` mapping) or any file with a provenance record.
 
-    Raises FileNotFoundError when ``target`` has no record; everything else that is wrong is a finding."""
-    walker = _Walker(Path(root) if root is not None else Path.cwd())
+    ``members``: also re-hash (on ``workers`` threads) every member listed by the manifests of the folders
+    the audit hashes, each changed or missing one a finding. Raises FileNotFoundError when ``target`` has no
+    record; everything else that is wrong is a finding."""
+    walker = _Walker(Path(root) if root is not None else Path.cwd(), members, workers)
     absolute = walker.absolute(target)
     record_path = provenance_path(absolute)
     if not record_path.is_file():
@@ -230,4 +256,4 @@ def audit(target: str | os.PathLike, root: str | os.PathLike | None = None) -> A
     else:
         cells = {top: [top]}
     return AuditReport(top, walker.show(record_path), cells, walker.nodes, list(walker.findings.values()),
-                       len(walker.records), len(walker.hashes))
+                       len(walker.records), len(walker.hashes), len(walker.member_hashes))

@@ -1,24 +1,35 @@
-"""Provenance records: what produced a result file (code, config, inputs, packages, host, time)."""
+"""Provenance records: what produced a result file (code, config, inputs, packages, host, time).
+
+A folder with a manifest (a shard set's ``manifest.json``, an image set's ``index.jsonl`` whose rows carry
+``sha256``) is identified by its other files, the manifest included: the manifest already holds every
+member's sha256, so members are never read (``audit --members`` re-hashes them).
+"""
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from tqdm import tqdm
 
 from .config import config_hash
-from .io import sha256_file, write_json
+from .io import read_jsonl, sha256_file, write_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parents[1]
 PACKAGES = ["torch", "numpy", "transformers", "diffusers", "webdataset", "submitit", "snakemake", "pillow", "imagenet-t2i"]
 PROVENANCE_NAME = "provenance.json"
+MANIFEST_NAME = "manifest.json"  # shard sets: {"shards": [{"name", "sha256", ...}], ...}
+INDEX_NAME = "index.jsonl"       # image sets: {"key", "class", "path", "sha256"} rows
 
 
 def source_hash() -> str:
@@ -54,19 +65,91 @@ def package_versions() -> dict:
     return out
 
 
+class Member(NamedTuple):
+    """A file a folder's manifest vouches for."""
+
+    sha256: str     # as recorded in the manifest
+    listed_in: Path  # the manifest file
+
+
+def _entries(path: Path, path_key: str) -> list[dict] | None:
+    """A manifest's member entries when every one carries ``path_key`` and ``sha256``, else None."""
+    try:
+        if path.name == INDEX_NAME:
+            entries = read_jsonl(path)
+        else:
+            data = json.loads(path.read_text())
+            entries = data.get("shards") if isinstance(data, dict) else None
+    except ValueError:  # not JSON: not a manifest of ours
+        return None
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get(path_key), str) and isinstance(e.get("sha256"), str) for e in entries)
+    return entries if ok else None
+
+
+def members(folder: str | os.PathLike) -> dict[str, Member]:
+    """Absolute, normalised member path -> `Member`, from ``manifest.json`` shard entries (``name``, relative to
+    the folder) and ``index.jsonl`` rows (``path``, relative to the folder or absolute) when every entry carries
+    a sha256. (Strings: a million ``Path`` objects cost seconds.)"""
+    folder = Path(folder)
+    base = os.path.abspath(folder)
+    out: dict[str, Member] = {}
+    for name, path_key in ((MANIFEST_NAME, "name"), (INDEX_NAME, "path")):
+        manifest = folder / name
+        entries = _entries(manifest, path_key) if manifest.is_file() else None
+        out.update({os.path.normpath(os.path.join(base, e[path_key])): Member(e["sha256"], manifest)
+                    for e in entries or []})
+    return out
+
+
+def _counted(name: str) -> bool:
+    return not (name == PROVENANCE_NAME or name.endswith(".prov.json") or name.startswith("."))
+
+
+def hashed_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of ``folder`` that `path_hash` reads, sorted: all but provenance records, hidden files and
+    manifest members (symbolic links to folders are not followed)."""
+    folder = Path(folder)
+    listed = members(folder)
+    base = os.path.abspath(folder)
+    found = []
+    for dirpath, _, names in os.walk(base):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if _counted(name) and path not in listed and os.path.isfile(path):
+                found.append(folder / path[len(base) + 1 :])
+    return sorted(found)
+
+
 def path_hash(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list, provenance files excluded."""
+    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list over its `hashed_files`."""
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
     if not path.is_dir():
         raise FileNotFoundError(f"cannot hash {path}: no such file or folder")
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        if f.name == PROVENANCE_NAME or f.name.endswith(".prov.json") or f.name.startswith("."):
-            continue
+    for f in hashed_files(path):
         h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
+
+
+def sha256_files(paths: list[str] | list[Path], workers: int = 8, desc: str = "sha256",
+                 progress: bool = True) -> list[str | None]:
+    """sha256 of each file (None for a missing one) on a pool of ``workers`` threads, in order, with a progress bar."""
+    def one(path: str | Path) -> str | None:
+        try:
+            return sha256_file(path)
+        except FileNotFoundError:
+            return None
+
+    out: list[str | None] = []
+    step = max(1, workers) * 256  # bounded batches: a million pending futures cost ~1 GB
+    with ThreadPoolExecutor(max(1, workers)) as pool, tqdm(total=len(paths), desc=desc, disable=not progress) as bar:
+        for start in range(0, len(paths), step):
+            out.extend(pool.map(one, paths[start : start + step]))
+            bar.update(min(step, len(paths) - start))
+    return out
 
 
 def provenance_path(output: str | os.PathLike) -> Path:
