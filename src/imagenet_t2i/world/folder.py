@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -38,9 +39,16 @@ def staged_folder(final: str | Path) -> Iterator[Path]:
         raise
 
 
-def save_image(img: np.ndarray, path: Path, image_format: str = "png") -> None:
-    """Save an (H, W, 3) uint8 array as PNG (lossless) or JPEG (quality 95)."""
+def encode_image(img: np.ndarray, image_format: str = "png") -> bytes:
+    """The file bytes of an (H, W, 3) uint8 array as PNG (lossless) or JPEG (quality 95)."""
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {image_format!r}: use one of {sorted(IMAGE_FORMATS)}")
     kwargs = {"quality": 95} if image_format == "jpg" else {}
-    Image.fromarray(img).save(path, format=IMAGE_FORMATS[image_format], **kwargs)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=IMAGE_FORMATS[image_format], **kwargs)
+    return buf.getvalue()
+
+
+def save_image(img: np.ndarray, path: Path, image_format: str = "png") -> None:
+    """Save an (H, W, 3) uint8 array as PNG (lossless) or JPEG (quality 95)."""
+    path.write_bytes(encode_image(img, image_format))
