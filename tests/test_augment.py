@@ -1,6 +1,7 @@
-"""Image augmentations: CutMix geometry and composites, crops, scene bookkeeping, set building."""
+"""Image augmentations: CutMix geometry and composites, crops, scene bookkeeping, set building, chunks and merge."""
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 import numpy as np
@@ -15,11 +16,13 @@ from imagenet_t2i.augment import (
     build_crop_set,
     build_cutmix_set,
     cutmix_geometry,
+    merge_augmented,
 )
 from imagenet_t2i.augment.boxes import MIN_VISIBLE
 from imagenet_t2i.augment.cutmix import composite_scene
 from imagenet_t2i.augment.geometry import scaled
-from imagenet_t2i.io import read_json, read_jsonl, write_jsonl
+from imagenet_t2i.chunks import chunk_names
+from imagenet_t2i.io import read_json, read_jsonl, write_json, write_jsonl
 from imagenet_t2i.world import COLORS, build_split, render_scene
 
 AREA = {"half": 1 / 2, "quarter": 1 / 4, "ninth": 1 / 9, "sixteenth": 1 / 16}
@@ -106,6 +109,7 @@ def test_apply_cutmix_pixels_and_partner_box():
         assert np.array_equal(out[g.y : g.y + 32, g.x : g.x + 32], small)
         assert rec["parents"] == ["b", "p"] and rec["pattern"] == "quarter" and rec["key"] == "cutmix_b"
         assert rec["source"] == "cutmix" and rec["region"] == list(g.rect) and rec["backgrounds"] == ["gray", "beige"]
+        assert rec["placed"] == [g.x, g.y, g.x + 32, g.y + 32]
         blue = [o for o in rec["objects"] if o["color"] == "blue"][0]
         assert blue["box"] == [g.x + 8, g.y + 8, g.x + 24, g.y + 24] and blue["size"] == "small"
         assert np.allclose(color_bbox(out, "blue", m), blue["box"], atol=1)
@@ -155,6 +159,7 @@ def test_apply_crop_maps_boxes_into_the_new_frame():
         side = x2 - x1
         assert out.shape == img.shape and x2 - x1 == y2 - y1 and 0.35 * 64 - 1 <= side <= 0.8 * 64 + 1
         assert rec["parents"] == ["c"] and rec["key"] == "crop_c" and rec["source"] == "crop"
+        assert rec["scale"] == side / 64
         k = 64 / side
         full = [(20 - x1) * k, (20 - y1) * k, (40 - x1) * k, (40 - y1) * k]
         vis = [max(full[0], 0), max(full[1], 0), min(full[2], 64), min(full[3], 64)]
@@ -175,6 +180,15 @@ def test_apply_cutmix_rejects_mismatched_images():
                      np.random.default_rng(0))
 
 
+def files(folder):
+    """Every file under ``folder``: relative path -> bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def written(res):
+    return res["written"], res["skipped"]
+
+
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     root = tmp_path_factory.mktemp("src")
@@ -182,63 +196,188 @@ def source(tmp_path_factory):
     return root
 
 
-def test_build_cutmix_set_layout_partner_class_and_determinism(source, tmp_path):
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    """A world split with one missing and one corrupt image."""
+    root = tmp_path_factory.mktemp("broken")
+    build_split(root, "train", 24, seed=0, size=32, progress=False)
+    (root / "images/train_000003.png").unlink()
+    (root / "images/train_000010.png").write_bytes(b"not a png")
+    return root
+
+
+def jpeg(path, mode, wh, rng):
+    chans = {"RGB": 3, "CMYK": 4, "L": 1}[mode]
+    arr = rng.integers(0, 255, (wh[1], wh[0], chans), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.squeeze(), mode=mode).save(path, format="JPEG")
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory):
+    """An ImageNet-like split: 12 JPEGs of 3 wnids, sizes differ, one CMYK, one grayscale, one truncated."""
+    root = tmp_path_factory.mktemp("imnet")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        wnid = f"n0{i % 3}"
+        mode = "CMYK" if i == 4 else "L" if i == 7 else "RGB"
+        rel = f"train/{wnid}/{wnid}_{i}.JPEG"
+        jpeg(root / rel, mode, (40 + 7 * i, 60 - 2 * i), rng)
+        rows.append({"key": f"{wnid}_{i}", "class": wnid, "path": rel})
+    truncated = root / rows[9]["path"]
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    write_jsonl(root / "index.jsonl", rows)
+    write_json(root / "classes.json", {f"n0{c}": f"thing {c}" for c in range(3)})
+    return root
+
+
+def test_build_cutmix_set_layout_records_and_determinism(source, tmp_path):
     res = build_cutmix_set(source, tmp_path / "a", "all", seed=1, progress=False)
-    assert res == {"written": 48, "skipped": 0}
+    assert written(res) == (48, 0) and res["chunk"] == [0, 1] and res["rows"] == [0, 48]
+    assert res["settings"]["set"] == "cutmix" and res["settings"]["pattern"] == "all"
+    assert read_json(tmp_path / "a/build.json") == res
     index, recs = read_jsonl(tmp_path / "a/index.jsonl"), read_jsonl(tmp_path / "a/scenes.jsonl")
     src_class = {r["key"]: r["class"] for r in read_jsonl(source / "index.jsonl")}
     assert [r["key"] for r in index] == [f"cutmix_train_{i:06d}" for i in range(48)] == [r["key"] for r in recs]
     for row, rec in zip(index, recs):
         base, partner = rec["parents"]
         assert row["class"] == src_class[base] != src_class[partner]
+        assert rec["parent_classes"] == [src_class[base], src_class[partner]]
+        assert row["path"] == f"images/00000/{row['key']}.png"
+        assert row["sha256"] == hashlib.sha256((tmp_path / "a" / row["path"]).read_bytes()).hexdigest()
         assert rec["pattern"] in PATTERNS and rec["source"] == "cutmix"
+        (x1, y1, x2, y2), (px1, py1, px2, py2) = rec["region"], rec["placed"]
+        assert px1 <= x1 < x2 <= px2 and py1 <= y1 < y2 <= py2
+        assert (rec["placed"] == [0, 0, 32, 32]) == (rec["pattern"] == "half")
         assert np.asarray(Image.open(tmp_path / "a" / row["path"])).shape == (32, 32, 3)
     assert len({r["pattern"] for r in recs}) == 4
     assert read_json(tmp_path / "a/skipped.json") == [] and (tmp_path / "a/classes.json").is_file()
     build_cutmix_set(source, tmp_path / "b", "all", seed=1, progress=False)
     build_cutmix_set(source, tmp_path / "c", "all", seed=2, progress=False)
-    assert read_jsonl(tmp_path / "b/scenes.jsonl") == recs
-    assert (tmp_path / "a/images/cutmix_train_000005.png").read_bytes() == \
-        (tmp_path / "b/images/cutmix_train_000005.png").read_bytes()
+    assert files(tmp_path / "a") == files(tmp_path / "b")
     assert read_jsonl(tmp_path / "c/scenes.jsonl") != recs
 
 
-def test_build_sets_skip_missing_and_corrupt_sources(source, tmp_path):
-    broken = tmp_path / "broken"
-    build_split(broken, "train", 24, seed=0, size=32, progress=False)
-    (broken / "images/train_000003.png").unlink()
-    (broken / "images/train_000010.png").write_bytes(b"not a png")
+def test_build_sets_skip_missing_and_corrupt_sources(broken, tmp_path):
     res = build_cutmix_set(broken, tmp_path / "cm", "sixteenth", seed=0, progress=False)
     skipped = read_json(tmp_path / "cm/skipped.json")
-    assert res == {"written": 22, "skipped": 2}
-    assert [s["key"] for s in skipped] == ["train_000003", "train_000010"] and all(s["error"] for s in skipped)
+    assert written(res) == (22, 2)
+    assert [s["key"] for s in skipped] == ["train_000003", "train_000010"]
+    assert "FileNotFoundError" in skipped[0]["error"] and "UnidentifiedImageError" in skipped[1]["error"]
     used = {p for r in read_jsonl(tmp_path / "cm/scenes.jsonl") for p in r["parents"]}
     assert not used & {"train_000003", "train_000010"}
     res = build_crop_set(broken, tmp_path / "crop", (0.35, 0.8), seed=0, progress=False)
-    assert res == {"written": 22, "skipped": 2}
+    assert written(res) == (22, 2) and res["settings"]["scale"] == [0.35, 0.8]
     recs = read_jsonl(tmp_path / "crop/scenes.jsonl")
     assert all(r["key"] == f"crop_{r['parents'][0]}" and r["pattern"] == "crop" for r in recs)
 
 
-def test_imagenet_like_sources_without_scenes(tmp_path):
-    src = tmp_path / "imnet"
-    (src / "train").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, (mode, wh) in enumerate([("RGB", (50, 40)), ("L", (40, 60)), ("CMYK", (45, 45)), ("RGB", (80, 48))]):
-        arr = rng.integers(0, 255, (wh[1], wh[0], 3 if mode == "RGB" else 4 if mode == "CMYK" else 1), dtype=np.uint8)
-        im = Image.fromarray(arr.squeeze(), mode=mode)
-        im.save(src / f"train/n{i % 2}_{i}.JPEG", format="JPEG")
-        rows.append({"key": f"n{i % 2}_{i}", "class": f"n{i % 2}", "path": f"train/n{i % 2}_{i}.JPEG"})
-    write_jsonl(src / "index.jsonl", rows)
-    res = build_cutmix_set(src, tmp_path / "out", "quarter", seed=0, size=32, image_format="jpg", progress=False)
-    assert res == {"written": 4, "skipped": 0}
-    recs = read_jsonl(tmp_path / "out/scenes.jsonl")
-    assert all(r["objects"] is None and r["backgrounds"] is None for r in recs)
-    cls = {r["key"]: r["class"] for r in rows}
-    assert all(cls[r["parents"][0]] != cls[r["parents"][1]] for r in recs)
-    img = Image.open(tmp_path / "out/images/cutmix_n0_0.jpg")
+def test_imagenet_like_sources_cmyk_truncated_and_records(imagenet, tmp_path):
+    res = build_cutmix_set(imagenet, tmp_path / "cm", "quarter", seed=0, size=32, image_format="jpg",
+                           progress=False)
+    assert written(res) == (11, 1) and res["settings"]["size"] == 32
+    [skip] = read_json(tmp_path / "cm/skipped.json")
+    assert skip["key"] == "n00_9" and "truncated" in skip["error"].lower() and skip["path"].endswith("n00_9.JPEG")
+    rows = {r["key"]: r for r in read_jsonl(imagenet / "index.jsonl")}
+    recs = read_jsonl(tmp_path / "cm/scenes.jsonl")
+    for rec in recs:
+        base, partner = rec["parents"]
+        assert rec["objects"] is None and rec["backgrounds"] is None and partner != "n00_9"
+        assert rec["parent_classes"] == [rows[base]["class"], rows[partner]["class"]]
+        assert rec["parent_classes"][0] != rec["parent_classes"][1]
+        assert rec["pattern"] == "quarter" and rec["region"] == rec["placed"]
+    img = Image.open(tmp_path / "cm/images/00000/cutmix_n01_4.jpg")  # the CMYK source
     assert img.size == (32, 32) and img.mode == "RGB"
+    assert read_json(tmp_path / "cm/classes.json") == read_json(imagenet / "classes.json")
+
+    res = build_crop_set(imagenet, tmp_path / "crop", (0.5, 0.8), seed=0, size=32, progress=False)
+    assert written(res) == (11, 1)
+    for rec in read_jsonl(tmp_path / "crop/scenes.jsonl"):
+        x1, y1, x2, y2 = rec["region"]
+        assert x2 - x1 == y2 - y1 and 0 <= x1 < x2 <= 32 and 0 <= y1 < y2 <= 32
+        assert rec["scale"] == (x2 - x1) / 32 and 0.5 - 1 / 64 <= rec["scale"] <= 0.8 + 1 / 64
+        assert rec["parent_classes"] == [rows[rec["parents"][0]]["class"]]
+
+
+def build_parts(build, src, root, count, **kw):
+    parts = [root / name for name in chunk_names(count)]
+    for c, part in enumerate(parts):
+        build(src, part, chunk=(c, count), **kw)
+    return parts
+
+
+def test_chunks_merge_into_the_unchunked_set(broken, tmp_path):
+    whole = build_cutmix_set(broken, tmp_path / "whole", "all", seed=3, progress=False)
+    parts = build_parts(build_cutmix_set, broken, tmp_path / "parts", 3, pattern="all", seed=3, progress=False)
+    records = [read_json(p / "build.json") for p in parts]
+    assert [r["rows"] for r in records] == [[0, 8], [8, 16], [16, 24]]
+    assert {r["fingerprint"] for r in records} == {whole["fingerprint"]}
+    # partners come from the whole source, not from the chunk
+    part0 = {r["parents"][1] for r in read_jsonl(parts[0] / "scenes.jsonl")}
+    assert any(int(k.split("_")[1]) >= 8 for k in part0)
+    assert merge_augmented(parts, tmp_path / "merged") == whole
+    expected = files(tmp_path / "whole")
+    assert files(tmp_path / "merged") == expected and len(expected) == 22 + 5
+    row = read_jsonl(tmp_path / "merged/index.jsonl")[12]
+    assert (tmp_path / "merged" / row["path"]).samefile(parts[1] / row["path"])  # hard link, not a copy
+    # a rerun is idempotent, and removes what an earlier merge left that the index does not list
+    (tmp_path / "merged/images/00000/cutmix_stale.png").write_bytes(b"old")
+    merge_augmented(parts, tmp_path / "merged")
+    assert files(tmp_path / "merged") == expected
+
+
+def test_workers_do_not_change_the_set(imagenet, tmp_path):
+    kw = dict(pattern="all", seed=0, size=32, progress=False)
+    one = build_cutmix_set(imagenet, tmp_path / "one", **kw)
+    two = build_cutmix_set(imagenet, tmp_path / "two", workers=2, **kw)
+    assert one == two and files(tmp_path / "one") == files(tmp_path / "two")
+
+
+def test_no_folder_holds_more_than_1000_images(imagenet, tmp_path):
+    src = tmp_path / "big"
+    good = [r for r in read_jsonl(imagenet / "index.jsonl") if r["key"] != "n00_9"]
+    # absolute paths, as in an ImageNet index; three files shared by 1003 rows
+    rows = [{"key": f"img{i:04d}", "class": "n0", "path": str(imagenet / good[i % 3]["path"])} for i in range(1003)]
+    write_jsonl(src / "index.jsonl", rows)
+    res = build_crop_set(src, tmp_path / "out", seed=0, size=8, image_format="jpg", progress=False)
+    assert written(res) == (1003, 0)
+    index = read_jsonl(tmp_path / "out/index.jsonl")
+    assert index[999]["path"] == "images/00000/crop_img0999.jpg"
+    assert index[1000]["path"] == "images/00001/crop_img1000.jpg"
+    counts = {d.name: len(list(d.iterdir())) for d in (tmp_path / "out/images").iterdir()}
+    assert counts == {"00000": 1000, "00001": 3}
+
+
+def test_a_complete_part_is_not_redone(source, tmp_path):
+    part = tmp_path / "part"
+    first = build_crop_set(source, part, seed=0, chunk=(1, 3), progress=False)
+    assert first["rows"] == [16, 32] and written(first) == (16, 0)
+    image = part / read_jsonl(part / "index.jsonl")[0]["path"]
+    stamps = (part / "index.jsonl").stat().st_mtime_ns, image.stat().st_mtime_ns
+    assert build_crop_set(source, part, seed=0, chunk=(1, 3), progress=False) == first
+    assert ((part / "index.jsonl").stat().st_mtime_ns, image.stat().st_mtime_ns) == stamps
+    other = build_crop_set(source, part, seed=1, chunk=(1, 3), progress=False)  # new settings: rebuilt
+    assert other["fingerprint"] != first["fingerprint"] and read_json(part / "build.json") == other
+    image = part / read_jsonl(part / "index.jsonl")[0]["path"]
+    image.unlink()  # a part with a missing image is incomplete: rebuilt
+    build_crop_set(source, part, seed=1, chunk=(1, 3), progress=False)
+    assert image.is_file()
+
+
+def test_merge_rejects_parts_of_different_builds(source, tmp_path):
+    parts = build_parts(build_crop_set, source, tmp_path / "p", 3, seed=0, progress=False)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"not chunks 0\.\.1 of 2.*pass every part folder"):
+        merge_augmented([parts[0], parts[2]], out)
+    other = tmp_path / "other"
+    build_crop_set(source, other, seed=9, chunk=(1, 3), progress=False)
+    with pytest.raises(ValueError, match=f"{other}.*different sources or settings.*rerun"):
+        merge_augmented([parts[0], other, parts[2]], out)
+    (parts[1] / "index.jsonl").unlink()
+    with pytest.raises(ValueError, match=f"part {parts[1]} is incomplete.*rerun its augment chunk job"):
+        merge_augmented(parts, out)
+    assert not (out / "index.jsonl").exists()
 
 
 def test_cutmix_needs_two_classes(tmp_path):

@@ -3,6 +3,7 @@ from imagenet_t2i.augment.build import build_crop_set, build_cutmix_set
 from imagenet_t2i.augment.crop import apply_crop
 from imagenet_t2i.augment.cutmix import apply_cutmix
 from imagenet_t2i.augment.geometry import CROP_SCALE, CUTMIX_CHOICES, PATTERNS, CutMixGeometry, cutmix_geometry
+from imagenet_t2i.augment.merge import merge_augmented
 
 __all__ = [
     "CROP_SCALE",
@@ -14,4 +15,5 @@ __all__ = [
     "build_crop_set",
     "build_cutmix_set",
     "cutmix_geometry",
+    "merge_augmented",
 ]

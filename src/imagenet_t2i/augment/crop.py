@@ -14,7 +14,8 @@ def apply_crop(
     """Crop a square of side U(scale) x R at a uniform position and resize it back to R.
 
     Boxes are mapped into the new frame and clipped; objects mostly outside the crop are dropped
-    (see ``augment.boxes``). Backgrounds are kept as listed (their layout is not recorded).
+    (see ``augment.boxes``). Backgrounds are kept as listed (their layout is not recorded). The
+    record's ``region`` is the crop box in the source frame, ``scale`` its side / R.
     """
     size = check_image(img, scene, "image")
     x, y, side = crop_window(size, scale, rng)
@@ -36,4 +37,5 @@ def apply_crop(
         "parents": [scene["key"]],
         "pattern": "crop",
         "region": [x, y, x + side, y + side],
+        "scale": side / size,
     }

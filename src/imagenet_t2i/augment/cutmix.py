@@ -9,7 +9,11 @@ from imagenet_t2i.augment.images import check_image, resize_square
 
 
 def composite_scene(base_scene: dict, partner_scene: dict, geo: CutMixGeometry) -> dict:
-    """Scene record of the composite: visible base objects, then the pasted partner's objects."""
+    """Scene record of the composite: visible base objects, then the pasted partner's objects.
+
+    ``region`` is the mask M (where the partner shows), ``placed`` the box of the resized partner
+    (equal to ``region`` except for ``half``, whose partner is placed whole and shows in one half).
+    """
     size = geo.size
     objects = None
     if base_scene.get("objects") is not None and partner_scene.get("objects") is not None:
@@ -35,6 +39,7 @@ def composite_scene(base_scene: dict, partner_scene: dict, geo: CutMixGeometry) 
         "parents": [base_scene["key"], partner_scene["key"]],
         "pattern": geo.pattern,
         "region": list(geo.rect),
+        "placed": [geo.x, geo.y, geo.x + geo.side, geo.y + geo.side],
     }
 
 
