@@ -8,6 +8,7 @@ import pytest
 
 from imagenet_t2i.captions import (
     AIOCaptioner,
+    Captioner,
     SceneCaptioner,
     clean_vlm_caption,
     write_captions,
@@ -61,6 +62,46 @@ def test_aio_is_the_paper_template_from_class_names():
 ])
 def test_clean_vlm_caption_follows_the_official_postprocessing(raw, expected):
     assert clean_vlm_caption(raw) == expected
+
+
+LLAMA3_PREFIX = "user\n\n\nDescribe this imageassistant\n\n"  # the decoded prompt, special tokens skipped
+
+
+@pytest.mark.parametrize("generation,expected", [
+    ("The image shows a golden retriever lying on a wooden floor. The dog appears relaxed, with its head",
+     "The image shows a golden retriever lying on a wooden floor."),  # unfinished last sentence (200-token cap)
+    ("The image shows a bird on a branch.\n\nIn the background, there are green leaves.\n",
+     "The image shows a bird on a branch.In the background, there are green leaves."),  # newlines deleted
+    ("The image shows:\n\n1. A red car.\n2. A tree", "The image shows:1. A red car.2."),  # official: list number kept
+    ("A road sign that reads 3.5 km. It", "A road sign that reads 3.5 km."),
+    ("A small boat on a calm lake", "A small boat on a calm lake."),  # no full stop at all: one is added
+    ("A shop assistant smiles behind the counter. She", "smiles behind the counter."),  # official: last "assistant"
+    ("", ""), ("\n\n", ""), ("  .", ""),  # nothing left: empty, not "."
+])
+def test_clean_vlm_caption_on_llama3_generations(generation, expected):
+    assert clean_vlm_caption(LLAMA3_PREFIX + generation) == expected
+
+
+class FixedGenerations(Captioner):
+    """Cleans given raw VLM generations, one per record: the caption stage's view of a VLM captioner."""
+
+    name = "fixed_vlm"
+
+    def __init__(self, generations):
+        self.generations = generations
+
+    def caption(self, records):
+        return [clean_vlm_caption(LLAMA3_PREFIX + g) for g in self.generations]
+
+
+def test_caption_stage_refuses_an_empty_vlm_caption(tmp_path):
+    recs = scenes(3)
+    gens = ["A red circle. It", "A blue square on white.", "\n"]
+    with pytest.raises(RuntimeError, match=f"empty captions for \\['{recs[2]['key']}'\\]"):
+        write_captions(recs, FixedGenerations(gens), tmp_path / "ta.jsonl")
+    assert not (tmp_path / "ta.jsonl").exists()
+    write_captions(recs[:2], FixedGenerations(gens[:2]), tmp_path / "ta.jsonl")
+    assert [r["caption"] for r in read_jsonl(tmp_path / "ta.jsonl")] == ["A red circle.", "A blue square on white."]
 
 
 def test_scene_captions_describe_class_colour_size_place_and_background():
