@@ -1,6 +1,7 @@
 """Image reading/preprocessing, autoencoders and text encoders of the encode stage."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -160,3 +161,119 @@ def test_t5_encoder_with_a_tiny_random_model(tmp_path, minilm):
     np.testing.assert_allclose(embs[0].astype(np.float32), ref, atol=2e-3)
     with pytest.raises(ValueError, match="unknown text encoder backend"):
         make_text_encoder({"backend": "clip"})
+
+
+# ---- random-init stand-ins of the paper encoders (imagenet_t2i.weights.tiny_encoders) -------------------
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """Folders of the tiny SD-layout VAE and flan-t5-layout encoder, loaded as the paper loads the real ones."""
+    from imagenet_t2i.weights.tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
+
+    root = tmp_path_factory.mktemp("weights")
+    save_tiny_autoencoder_kl(root / "vae")
+    save_tiny_t5(root / "t5")
+    return root
+
+
+def test_tiny_vae_folder_is_an_8x_sd_vae(tiny_weights, tmp_path):
+    from imagenet_t2i.encode.autoencoder import SDVAE
+    from imagenet_t2i.weights.tiny_encoders import save_tiny_autoencoder_kl
+
+    ae = make_autoencoder({"backend": "sd_vae", "path": str(tiny_weights / "vae"), "dtype": "float32"}, device="cpu")
+    assert isinstance(ae, SDVAE) and (ae.latent_channels, ae.downsample, ae.scale_factor) == (4, 8, 0.18215)
+    assert len(ae.vae.config.block_out_channels) == 4 and ae.vae.dtype == torch.float32
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mean, std = ae.encode(x)
+    assert mean.shape == std.shape == (2, 4, 32, 32) and mean.dtype == std.dtype == torch.float32
+    assert (std > 0).all() and not torch.equal(mean[0], mean[1])
+    with torch.no_grad():
+        posterior = ae.vae.encode(x).latent_dist
+    assert torch.equal(mean, posterior.mean) and torch.equal(std, posterior.std)  # the CPU path adds nothing
+    out = ae.decode(mean)
+    assert out.shape == (2, 3, 256, 256) and out.dtype == torch.float32 and out.min() >= -1 and out.max() <= 1
+
+    save_tiny_autoencoder_kl(tmp_path / "again")  # same seed, same weights; another seed, others
+    save_tiny_autoencoder_kl(tmp_path / "other", seed=1)
+    again = make_autoencoder({"backend": "sd_vae", "path": str(tmp_path / "again")}, device="cpu")
+    other = make_autoencoder({"backend": "sd_vae", "path": str(tmp_path / "other")}, device="cpu")
+    assert torch.equal(again.encode(x)[0], mean) and not torch.allclose(other.encode(x)[0], mean)
+
+
+def test_bf16_vae_on_cpu(tiny_weights):
+    path = str(tiny_weights / "vae")
+    fp32 = make_autoencoder({"backend": "sd_vae", "path": path, "dtype": "float32"}, device="cpu")
+    bf16 = make_autoencoder({"backend": "sd_vae", "path": path, "dtype": "bfloat16"}, device="cpu")
+    assert bf16.vae.dtype == torch.bfloat16 and bf16.describe()["dtype"] == "bfloat16"
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    (m32, s32), (m16, s16) = fp32.encode(x), bf16.encode(x)
+    assert m16.shape == s16.shape == (2, 4, 32, 32) and m16.dtype == s16.dtype == torch.float32
+    assert torch.isfinite(m16).all() and (s16 > 0).all()
+    rel = (m16 - m32).norm() / m32.norm()
+    assert 0 < rel < 0.05  # bf16 rounding: close to fp32, not identical
+    out = bf16.decode(m16)
+    assert out.shape == (2, 3, 256, 256) and out.dtype == torch.float32
+    with pytest.raises(ValueError, match=r"encode\.autoencoder\.dtype.*float16"):
+        make_autoencoder({"backend": "sd_vae", "path": path, "dtype": "float16"}, device="cpu")
+
+
+def test_tiny_t5_folder_tokenizes_and_encodes_like_flan_t5(tiny_weights):
+    from transformers import AutoTokenizer
+
+    enc = make_text_encoder({"backend": "t5", "path": str(tiny_weights / "t5"), "max_tokens": 12}, device="cpu")
+    assert isinstance(enc, T5Encoder) and enc.dim == 32 and enc.dtype == torch.float32
+    cfg = enc.model.config
+    assert (cfg.model_type, cfg.is_gated_act, cfg.dense_act_fn, cfg.d_model) == ("t5", True, "gelu_new", 32)
+    tok = AutoTokenizer.from_pretrained(str(tiny_weights / "t5"))  # what T5Encoder loads, offline
+    assert type(tok).__name__ == "T5Tokenizer" and len(tok) <= cfg.vocab_size
+    assert [tok.convert_ids_to_tokens(i) for i in range(3)] == ["<pad>", "</s>", "<unk>"]
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+
+    texts = ["An image of a red dog on the grass.", "", "word " * 30, "zebra Ω"]
+    ids = enc.token_ids(texts)
+    assert ids[1] == [1]  # "" is exactly </s>, the unconditional embedding
+    assert all(i[-1] == 1 for i in ids) and len(ids[2]) == 12  # </s> ends every text, truncated ones too
+    assert tok.convert_ids_to_tokens(ids[0]) == ["▁An", "▁image", "▁of", "▁a", "▁red", "▁dog", "▁on", "▁the",
+                                                 "▁grass", ".", "</s>"]
+    assert 2 in ids[3]  # a character outside the vocabulary is <unk>
+    embs = enc.encode(texts)
+    assert [e.shape for e in embs] == [(n, 32) for n in enc.token_counts(texts)] == [(11, 32), (1, 32), (12, 32),
+                                                                                      (len(ids[3]), 32)]
+    assert all(e.dtype == np.float16 for e in embs)
+    with torch.no_grad():
+        ref = enc.model(input_ids=torch.tensor([ids[0]])).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(embs[0].astype(np.float32), ref, atol=2e-3)  # padding of the batch changes nothing
+    with pytest.raises(ValueError, match=r"encode\.text\.dtype.*float16"):
+        make_text_encoder({"backend": "t5", "path": str(tiny_weights / "t5"), "dtype": "float16"}, device="cpu")
+
+
+def test_write_shards_with_the_tiny_vae_and_t5(tiny_weights, tmp_path):
+    import webdataset as wds
+
+    from imagenet_t2i.shards import write_shards
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "split" / "img").mkdir(parents=True)
+    rows, captions = [], []
+    for i, size in enumerate([(300, 280), (256, 256), (260, 400), (512, 300), (270, 270)]):
+        img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        Image.fromarray(img).save(tmp_path / "split" / "img" / f"k{i}.png")
+        rows.append({"key": f"k{i}", "path": f"img/k{i}.png"})
+        captions.append({"key": f"k{i}", "caption": "" if i == 3 else f"A photo of a {['red', 'blue'][i % 2]} car {i}."})
+    (tmp_path / "split" / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in captions))
+
+    vae = make_autoencoder({"backend": "sd_vae", "path": str(tiny_weights / "vae"), "dtype": "float32"}, device="cpu")
+    t5 = make_text_encoder({"backend": "t5", "path": str(tiny_weights / "t5"), "max_tokens": 256}, device="cpu")
+    manifest = write_shards(tmp_path / "split", tmp_path / "captions.jsonl", tmp_path / "shards", vae, t5, 256,
+                            shard_size=3, batch_size=2, progress=False, num_workers=1)
+    assert manifest["latent_shape"] == [4, 32, 32] and manifest["text_dim"] == 32
+    assert manifest["num_samples"] == 5 and len(manifest["shards"]) == 2 and manifest["uncond_tokens"] == 1
+    assert manifest["autoencoder"]["backend"] == "sd_vae" and manifest["text_encoder"]["backend"] == "t5"
+    urls = [str(tmp_path / "shards" / s["name"]) for s in manifest["shards"]]
+    samples = {s["__key__"]: s for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)}
+    by_key = {c["key"]: c["caption"] for c in captions}
+    for key, s in samples.items():
+        mean, emb = np.load(io.BytesIO(s["mean.npy"])), np.load(io.BytesIO(s["emb.npy"]))
+        assert mean.shape == np.load(io.BytesIO(s["std.npy"])).shape == (4, 32, 32) and mean.dtype == np.float16
+        assert emb.shape == (t5.token_counts([by_key[key]])[0], 32) and emb.dtype == np.float16
+    assert np.load(io.BytesIO(samples["k3"]["emb.npy"])).shape == (1, 32)  # the empty caption is </s> alone

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from imagenet_t2i.encode.autoencoder import default_device
+from imagenet_t2i.encode.autoencoder import default_device, parse_dtype, to_device
 
 PAPER_T5 = "google/flan-t5-xl"
 
@@ -25,6 +25,10 @@ class TextEncoder(Protocol):
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         """Captions -> one float16 array (L_i, dim) each, 1 <= L_i <= max_tokens, padding removed."""
+        ...
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """L_i of each caption's `encode` row, without running the model."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -51,22 +55,30 @@ class _HFTextEncoder:
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids each caption is encoded from (after truncation to max_tokens)."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        if not texts:
+            return []  # the tokenizer fails on an empty batch
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens, return_attention_mask=False,
+                              return_token_type_ids=False)["input_ids"]
 
-    @torch.no_grad()
+    def token_counts(self, texts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.token_ids(texts)]
+
+    @torch.inference_mode()
     def encode(self, texts: list[str]) -> list[np.ndarray]:
-        lengths = [len(t) for t in self.token_ids(texts)]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)  # similar lengths share a batch
+        ids = self.token_ids(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths share a batch
         out: list[np.ndarray] = [np.empty(0)] * len(texts)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_tokens, return_tensors="pt")
-            mask = batch["attention_mask"]  # (B, L), right-padded
-            hidden = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=mask.to(self.device))
-            hidden = hidden.last_hidden_state.float().cpu().numpy()  # (B, L, D)
-            for row, (i, n) in enumerate(zip(idx, mask.sum(1).tolist())):
-                out[i] = hidden[row, :n].astype(np.float16)  # (L_i, D)
+            lengths = [len(ids[i]) for i in idx]
+            input_ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids[i]) for i in idx], batch_first=True,
+                                                        padding_value=self.tokenizer.pad_token_id)  # (B, L)
+            mask = (torch.arange(input_ids.shape[1]) < torch.tensor(lengths)[:, None]).long()  # (B, L), right-padded
+            hidden = self.model(input_ids=to_device(input_ids, self.device),
+                                attention_mask=to_device(mask, self.device)).last_hidden_state  # (B, L, D)
+            hidden = hidden.to(torch.float16).cpu().numpy()  # one device sync per batch, half the bytes of fp32
+            for row, (i, n) in enumerate(zip(idx, lengths)):
+                out[i] = hidden[row, :n].copy()  # (L_i, D); a copy, so no row keeps the padded batch alive
         return out
 
 
@@ -117,7 +129,8 @@ def make_text_encoder(cfg: dict[str, Any], device: str | None = None) -> TextEnc
     if backend == "minilm":
         return MiniLMEncoder(int(cfg.get("max_tokens", 128)), device=device, batch_size=batch_size)
     if backend == "t5":
-        dtype = getattr(torch, cfg.get("dtype", "bfloat16" if device.startswith("cuda") else "float32"))
+        dtype = parse_dtype(cfg.get("dtype", "bfloat16" if device.startswith("cuda") else "float32"),
+                            ("float32", "bfloat16"), "encode.text.dtype")  # T5 overflows in float16
         return T5Encoder(cfg.get("path", PAPER_T5), int(cfg.get("max_tokens", 256)), device=device,
                          dtype=dtype, batch_size=batch_size)
     raise ValueError(f"unknown text encoder backend {backend!r} in {cfg}; use 'minilm' or 't5'")
