@@ -1,5 +1,7 @@
 """Prompt-embedding cache: the real MiniLM encoder against its cached embeddings, and sampling through the CLI."""
 import json
+import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 import yaml
 from PIL import Image
 from safetensors import safe_open
+from safetensors.numpy import load, save
 
 from imagenet_t2i.cli import main
 from imagenet_t2i.config import load_config
@@ -130,3 +133,83 @@ def test_workflow_keeps_one_cache_per_use():
     assert embeddings_path(config, "geneval") == "results/tiny/eval/embeddings/geneval.safetensors"
     with pytest.raises(ValueError, match="val_xx"):
         embedding_inputs(config, "val_xx")
+
+
+# ---- streaming writer ---------------------------------------------------------------------------------
+def _in_memory_cache(encoder, texts: list[str]) -> bytes:
+    """The cache as `write_text_cache` wrote it before it streamed: every embedding in memory, then one save."""
+    unique = list(dict.fromkeys(texts))
+    tensors = {text_key(t): np.ascontiguousarray(e, dtype=np.float16) for t, e in zip(unique, encoder.encode(unique))}
+    return save(tensors, metadata={"encoder": json.dumps(encoder.describe(), sort_keys=True),
+                                   "texts": json.dumps({text_key(t): t for t in unique})})
+
+
+def _split(blob: bytes) -> tuple[dict, bytes]:
+    """A safetensors file -> (its parsed header, its data bytes)."""
+    n = struct.unpack("<Q", blob[:8])[0]
+    assert n % 8 == 0
+    return json.loads(blob[8 : 8 + n]), blob[8 + n :]
+
+
+@pytest.fixture(scope="module")
+def tiny_t5(tmp_path_factory):
+    from imagenet_t2i.weights.tiny_encoders import save_tiny_t5
+
+    path = tmp_path_factory.mktemp("t5") / "t5"
+    save_tiny_t5(path)
+    return make_text_encoder({"backend": "t5", "path": str(path), "max_tokens": 24, "batch_size": 2}, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["minilm", "tiny_t5"])
+def test_streamed_file_equals_the_in_memory_one(name, request, tmp_path):
+    encoder = request.getfixturevalue(name)
+    texts = PROMPTS + ["a", PROMPTS[2], "", "A photo of a dog sitting on the grass, é ñ \"quoted\"\n", "a"]
+    path = tmp_path / "emb.safetensors"
+    assert write_text_cache(encoder, texts, path, batch_size=3, progress=False) == len(set(texts))
+    head, data = _split(path.read_bytes())
+    with safe_open(str(path), framework="numpy") as f:
+        stored, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    assert sorted(stored) == sorted(text_key(t) for t in set(texts))
+    assert _split(save(stored, metadata=metadata)) == (head, data)  # the layout and data bytes safetensors writes
+
+    old = _in_memory_cache(encoder, texts)
+    assert _split(old)[0] == head  # the old writer's names, shapes, offsets and metadata (key order aside)
+    for key, emb in load(old).items():  # its values up to the float noise of other batch paddings
+        np.testing.assert_allclose(stored[key].astype(np.float32), emb.astype(np.float32), atol=2e-3)
+    cache = TextEmbeddingCache(path)
+    direct = encoder.encode(texts)
+    for t, c, d in zip(texts, cache.encode(texts), direct):
+        assert c.dtype == np.float16 and c.shape == d.shape, t
+        np.testing.assert_allclose(c.astype(np.float32), d.astype(np.float32), atol=2e-3)
+    assert cache.token_counts(texts) == encoder.token_counts(texts) == [len(d) for d in direct]
+    assert cache.token_counts([""]) == [1 if name == "tiny_t5" else 2]  # </s>; [CLS] [SEP]
+    with pytest.raises(LookupError, match="holds no embedding of 'absent'"):
+        cache.token_counts(["absent"])
+
+    assert write_text_cache(encoder, [], tmp_path / "none.safetensors", progress=False) == 0
+    assert _split((tmp_path / "none.safetensors").read_bytes())[1] == b""
+    assert TextEmbeddingCache(tmp_path / "none.safetensors").encode([]) == []
+
+
+def test_memory_stays_one_batch(minilm, tmp_path):
+    """Peak traced memory (numpy and Python) grows with the number of texts by far less than their embeddings."""
+    def peak(write, n: int) -> int:
+        texts = [f"caption number {i} of a red circle and a blue square in the image" for i in range(n)]
+        tracemalloc.start()
+        try:
+            write(texts)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = 16, 112
+    emb_bytes = (large - small) * 16 * 384 * 2  # every text is truncated to 16 tokens of width 384, float16
+
+    def streamed(texts):
+        write_text_cache(minilm, texts, tmp_path / "s.safetensors", batch_size=16, progress=False)
+
+    def in_memory(texts):
+        (tmp_path / "m.safetensors").write_bytes(_in_memory_cache(minilm, texts))
+
+    assert peak(in_memory, large) - peak(in_memory, small) > emb_bytes  # the measure sees embeddings held
+    assert peak(streamed, large) - peak(streamed, small) < emb_bytes / 4

@@ -2,19 +2,20 @@
 
 One safetensors file: each distinct text's unpadded (L_i, D) float16 embedding under the sha256 of the text;
 metadata ``encoder`` (the encoder's ``describe()``, JSON) and ``texts`` (key -> text, JSON). Reading it
-imports neither torch nor transformers.
+imports neither torch nor transformers. It is written streaming (`write_text_cache`): the header first, from
+the token counts, then each batch's embeddings at their offsets, so memory holds one batch, never the file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save
 from tqdm import tqdm
 
 from ..io import atomic_write, read_jsonl
@@ -39,19 +40,48 @@ def read_texts(path: str | os.PathLike, captions_limit: int | None = None) -> li
     raise ValueError(f"{path}: expected JSONL rows with a 'prompt' (GenEval, DPG) or 'caption' (captions) field")
 
 
+def safetensors_header(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> tuple[bytes, dict[str, int]]:
+    """The header of a safetensors file of float16 tensors with these shapes, laid out as safetensors lays
+    them out (by name, back to back). -> (the bytes before the data, each tensor's byte offset in the data)."""
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offsets, end = {}, 0
+    for name in sorted(shapes):
+        size = 2 * int(np.prod(shapes[name], dtype=np.int64))
+        offsets[name] = end
+        header[name] = {"dtype": "F16", "shape": list(shapes[name]), "data_offsets": [end, end + size]}
+        end += size
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    return struct.pack("<Q", len(text)) + text, offsets
+
+
 def write_text_cache(encoder: TextEncoder, texts: list[str], path: str | os.PathLike, batch_size: int = 256,
                      progress: bool = True) -> int:
-    """Encode the distinct ``texts`` and write them to one safetensors file, atomically. -> number stored."""
+    """Encode the distinct ``texts`` into one safetensors file, written atomically. -> number stored.
+
+    The texts are tokenized first (``encoder.token_counts``) to lay out the header, then encoded
+    ``batch_size`` at a time, shortest first, each embedding written at its offset as soon as it exists.
+    """
     unique = list(dict.fromkeys(texts))
-    tensors: dict[str, np.ndarray] = {}
-    for start in tqdm(range(0, len(unique), batch_size), desc="embed", unit="batch", disable=not progress):
-        chunk = unique[start : start + batch_size]
-        for text, emb in zip(chunk, encoder.encode(chunk)):
-            tensors[text_key(text)] = np.ascontiguousarray(emb, dtype=np.float16)  # (L_i, D)
+    wrong = [t for t in unique if not isinstance(t, str)]
+    if wrong:
+        raise TypeError(f"write_text_cache: every text must be a str, got {wrong[0]!r} ({type(wrong[0]).__name__})")
+    keys = [text_key(t) for t in unique]
+    counts = encoder.token_counts(unique)
     metadata = {"encoder": json.dumps(encoder.describe(), sort_keys=True),
-                "texts": json.dumps({text_key(t): t for t in unique})}
+                "texts": json.dumps(dict(zip(keys, unique)))}
+    head, offsets = safetensors_header({k: (n, encoder.dim) for k, n in zip(keys, counts)}, metadata)
+    order = sorted(range(len(unique)), key=counts.__getitem__)  # similar lengths share a batch: less padding
     with atomic_write(path, "wb") as f:
-        f.write(save(tensors, metadata=metadata))
+        f.write(head)
+        for start in tqdm(range(0, len(order), batch_size), desc="embed", unit="batch", disable=not progress):
+            chunk = order[start : start + batch_size]
+            for i, emb in zip(chunk, encoder.encode([unique[i] for i in chunk])):
+                if emb.shape != (counts[i], encoder.dim):
+                    raise ValueError(f"the text encoder returned {emb.shape} for a text it counted "
+                                     f"{counts[i]} tokens of width {encoder.dim}: {unique[i][:80]!r}")
+                f.seek(len(head) + offsets[keys[i]])
+                f.write(np.ascontiguousarray(emb, dtype="<f2").data)  # (L_i, D) float16, little-endian
     return len(unique)
 
 
@@ -71,20 +101,29 @@ class TextEmbeddingCache:
         if wrong:
             raise ValueError(f"{self.path} was built with another text encoder ({'; '.join(wrong)}); rebuild it "
                              "with this config (snakemake rule prompt_embeddings, or imagenet-t2i embed)")
-        self._keys = set(self._file.keys())
+        self._keys_stored = set(self._file.keys())
         self.dim = int(self._encoder["dim"])
         self.max_tokens = int(self._encoder["max_tokens"])
 
-    def encode(self, texts: list[str]) -> list[np.ndarray]:
+    def _keys(self, texts: list[str]) -> dict[str, str]:
+        """text -> tensor name of each distinct text; LookupError naming the first text the file lacks."""
         keys = {t: text_key(t) for t in dict.fromkeys(texts)}
-        missing = [t for t, k in keys.items() if k not in self._keys]
+        missing = [t for t, k in keys.items() if k not in self._keys_stored]
         if missing:
             first = missing[0] if len(missing[0]) <= 80 else missing[0][:77] + "..."
             raise LookupError(f"{self.path} holds no embedding of {first!r} ({len(missing)} of {len(keys)} texts "
                               "missing); rebuild it from the prompt files you sample (snakemake rule "
                               "prompt_embeddings, or imagenet-t2i embed --texts-from ...)")
-        embs = {t: self._file.get_tensor(k) for t, k in keys.items()}
+        return keys
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        embs = {t: self._file.get_tensor(k) for t, k in self._keys(texts).items()}
         return [embs[t] for t in texts]
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """The stored rows of each text's embedding (read from the header, no data)."""
+        rows = {t: self._file.get_slice(k).get_shape()[0] for t, k in self._keys(texts).items()}
+        return [rows[t] for t in texts]
 
     def describe(self) -> dict[str, Any]:
         return {**self._encoder, "cache": str(self.path)}
