@@ -1,0 +1,95 @@
+"""The paper's released TA captions (HF dataset ``Lucasdegeorge/ImageNet_TA_IA``, fields ``image_path`` and
+``caption``), read from a local copy: a parquet / JSONL / CSV file or a folder of them.
+
+Released paths map to our keys by file stem (``.../n01440764_10026.JPEG`` -> ``n01440764_10026``). The
+release captions ImageNet's own images only: keys it lacks (val, this pipeline's CutMix / Crop composites,
+anything renamed) are captioned by the configured VLM and reported.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+
+from .chunked import RecordCaptioner
+
+SUFFIXES = (".parquet", ".jsonl", ".csv")
+
+
+def released_files(path: str | Path) -> list[Path]:
+    """The data files of a local copy: the file itself, or every parquet / JSONL / CSV file under the folder."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{path}: no released captions (.parquet, .jsonl or .csv) found; download the "
+                                "dataset with `huggingface-cli download Lucasdegeorge/ImageNet_TA_IA --repo-type "
+                                "dataset --local-dir <folder>` and set captions.released.path to that folder")
+    return files
+
+
+def _rows(path: Path) -> Iterator[tuple[str, str]]:
+    """(image_path, caption) of one file, streamed."""
+    if path.suffix == ".jsonl":
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    yield row["image_path"], row["caption"]
+        return
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        for frame in pd.read_csv(path, usecols=["image_path", "caption"], chunksize=100_000):
+            yield from zip(frame["image_path"], frame["caption"])
+        return
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(columns=["image_path", "caption"], batch_size=100_000):
+        yield from zip(batch.column("image_path").to_pylist(), batch.column("caption").to_pylist())
+
+
+def release_key(image_path: str) -> str:
+    """Our key of a released ``image_path``: its file stem."""
+    return PurePosixPath(str(image_path).replace("\\", "/")).stem
+
+
+def read_released(path: str | Path, keys: set[str]) -> dict[str, str]:
+    """key -> released caption for the wanted ``keys`` (the rest of the release is streamed past)."""
+    out: dict[str, str] = {}
+    for file in released_files(path):
+        for image_path, caption in _rows(file):
+            key = release_key(image_path)
+            if key in keys:
+                if out.get(key, caption) != caption:
+                    raise ValueError(f"{file}: {image_path} ({key}) has two different released captions")
+                out[key] = caption
+    return out
+
+
+class ReleasedRecords:
+    """Released captions for the keys the release has; the VLM (built only when needed) for the others."""
+
+    name = "released"
+
+    def __init__(self, path: str | Path, keys: set[str], fallback: Callable[[], RecordCaptioner]) -> None:
+        self.path = str(path)
+        self.captions = read_released(path, keys)
+        self.missing: list[str] = []
+        self._fallback_factory, self._fallback = fallback, None
+        self.failures: dict[str, dict] = {}
+
+    def caption(self, records: Sequence[dict]) -> list[str | None]:
+        lacking = [r for r in records if r["key"] not in self.captions]
+        if lacking:
+            self.missing += [r["key"] for r in lacking]
+            if self._fallback is None:
+                self._fallback = self._fallback_factory()
+                self.failures = self._fallback.failures
+            made = dict(zip((r["key"] for r in lacking), self._fallback.caption(lacking)))
+        return [self.captions[r["key"]] if r["key"] in self.captions else made[r["key"]] for r in records]
+
+    def describe(self) -> dict:
+        return {"backend": "released", "dataset": "Lucasdegeorge/ImageNet_TA_IA", "path": self.path,
+                "released": len(self.captions), "not_in_release": len(self.missing),
+                "not_in_release_first": self.missing[:20],
+                "fallback": self._fallback.describe() if self._fallback is not None else None}

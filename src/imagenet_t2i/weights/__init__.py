@@ -1,0 +1,125 @@
+"""Model weights the pipeline loads: downloaded once (paper) or built random-init from a config (offline tests).
+
+The config's ``weights`` block names every model folder: ``{hub: <repo id>, revision, allow_patterns}``
+is fetched from the Hugging Face hub by the ``weights`` rule (on the login node, the one machine of a
+cluster that reaches the network), ``{random_init: llava_next | autoencoder_kl | t5}`` is a tiny
+random-init model built from a config (offline smoke runs), ``{path: <folder>}`` is a copy already on
+disk. A model section (``captions``, ``encode.autoencoder``, ``encode.text``) names its folder with
+``weights: <name>`` or gives a ``path`` directly.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import ConfigError
+
+# Files a hub snapshot keeps: one format of each model (safetensors), configs and tokenizer files.
+DEFAULT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+MODEL_SECTIONS = {"captions": ("captions",), "autoencoder": ("encode", "autoencoder"), "text": ("encode", "text")}
+
+
+def _builders() -> dict[str, Callable[[Path], None]]:
+    from .tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
+    from .tiny_llava import save_tiny_llava_next
+
+    return {"llava_next": save_tiny_llava_next, "autoencoder_kl": save_tiny_autoencoder_kl, "t5": save_tiny_t5}
+
+
+def weights_dir(config: dict, name: str) -> str:
+    """Where the ``weights`` rule puts folder ``name``: ``results/<cfg>/weights/<name>``."""
+    return f"results/{config['name']}/weights/{name}"
+
+
+def section(config: dict, part: str) -> dict:
+    """A model section of the config: ``captions``, ``autoencoder`` or ``text`` (``encode.<part>``)."""
+    node = config
+    for key in MODEL_SECTIONS[part]:
+        node = node[key]
+    return node
+
+
+def fetched_name(config: dict, part: str) -> str | None:
+    """The ``weights`` entry a model section loads when a rule must fetch it (hub or random init), else None."""
+    name = section(config, part).get("weights")
+    if name is None:
+        return None
+    spec = config.get("weights", {}).get(name)
+    if spec is None:
+        key = ".".join(MODEL_SECTIONS[part])
+        raise ConfigError(f"config key '{key}.weights': '{name}' is not in the weights block "
+                          f"(defined: {sorted(config.get('weights', {}))})")
+    return None if "path" in spec else name
+
+
+def model_path(config: dict, part: str) -> str | None:
+    """The folder (or hub id) a model section loads: its ``path``, its weights entry's ``path``, or the
+    folder the ``weights`` rule writes."""
+    sec = section(config, part)
+    if "weights" not in sec:
+        return sec.get("path")
+    name = sec["weights"]
+    fetched = fetched_name(config, part)
+    return weights_dir(config, name) if fetched else config["weights"][name]["path"]
+
+
+def resolved(config: dict, part: str) -> dict:
+    """A model section with ``path`` resolved (what ``make_autoencoder`` / ``make_text_encoder`` take)."""
+    out = {k: v for k, v in section(config, part).items() if k != "weights"}
+    path = model_path(config, part)
+    if path is not None:
+        out["path"] = path
+    return out
+
+
+def fetch(spec: dict, out_dir: str | os.PathLike) -> str:
+    """Fill ``out_dir`` from one ``weights`` entry, atomically (a temporary folder renamed); -> a description."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if "random_init" in spec:
+        kind = spec["random_init"]
+        builders = _builders()
+        if kind not in builders:
+            raise ConfigError(f"weights random_init '{kind}': use one of {sorted(builders)}")
+        builders[kind](tmp)
+        what = f"random-init {kind} (seed 0), built offline"
+    elif "hub" in spec:
+        what = _download(spec, tmp)
+    else:
+        raise ConfigError(f"weights entry {spec}: a 'path' entry is read in place, nothing to fetch")
+    write_manifest(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return what
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json`` listing every file's sha256 (hashed once here: provenance then hashes the manifest, not
+    16 GB of weights per job)."""
+    from ..io import write_json
+    from ..provenance import sha256_files
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
+    digests = sha256_files(files, desc=f"hash {folder.name}")
+    write_json(folder / "manifest.json", {"files": [
+        {"name": str(p.relative_to(folder)), "sha256": d, "bytes": p.stat().st_size} for p, d in zip(files, digests)]})
+
+
+def _download(spec: dict, tmp: Path) -> str:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo, revision = spec["hub"], spec.get("revision")
+    try:
+        snapshot_download(repo, revision=revision, local_dir=tmp,
+                          allow_patterns=spec.get("allow_patterns", DEFAULT_PATTERNS))
+    except LocalEntryNotFoundError as e:
+        raise RuntimeError(
+            f"cannot fetch {repo} (revision {revision or 'main'}): {e}. Run the weights rule where the hub is "
+            f"reachable (HF_HUB_OFFLINE unset), or download the model yourself and give its folder as "
+            f"`weights.<name>.path`") from None
+    return f"hub {repo} at revision {revision or 'main'}"

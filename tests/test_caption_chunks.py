@@ -1,0 +1,126 @@
+"""The chunked caption stage: chunks written atomically, merged in order, released captions with a fallback."""
+import json
+
+import pandas as pd
+import pytest
+
+from imagenet_t2i.captions import AIOCaptioner
+from imagenet_t2i.captions.chunked import fingerprint, merge_caption_chunks, summary_path, write_caption_chunk
+from imagenet_t2i.captions.records import ImageRecords, TemplateRecords
+from imagenet_t2i.captions.released import ReleasedRecords, read_released, release_key
+from imagenet_t2i.chunks import chunk_names
+from imagenet_t2i.io import read_jsonl
+
+CLASSES = {"n01": "tench, Tinca tinca", "n02": "goldfish"}
+ROWS = [{"key": f"n0{1 + i % 2}_{i}", "class": f"n0{1 + i % 2}", "path": f"x/{i}.JPEG"} for i in range(7)]
+
+
+def aio() -> TemplateRecords:
+    return TemplateRecords(AIOCaptioner(CLASSES), {"kind": "aio"})
+
+
+def write_all(tmp_path, count: int, captioner_factory=aio, fp: str = "fp") -> list:
+    parts = []
+    for i, name in enumerate(chunk_names(count)):
+        part = tmp_path / "parts" / f"{name}.jsonl"
+        write_caption_chunk(ROWS, captioner_factory(), part, (i, count), fp, batch_size=2, progress=False)
+        parts.append(part)
+    return parts
+
+
+def test_chunks_merge_to_the_single_job_file(tmp_path):
+    single = write_all(tmp_path / "one", 1)
+    merged = tmp_path / "merged.jsonl"
+    summary = merge_caption_chunks(list(reversed(write_all(tmp_path / "three", 3))), merged)
+    assert merged.read_text() == single[0].read_text()
+    assert [r["key"] for r in read_jsonl(merged)] == [r["key"] for r in ROWS]
+    assert summary["chunks"] == 3 and summary["written"] == len(ROWS) and summary["failed"] == []
+    part = json.loads(summary_path(tmp_path / "three" / "parts" / "0001-of-0003.jsonl").read_text())
+    assert part["chunk"] == [1, 3] and part["records"] == 2 and part["captioner"]["backend"] == "aio"
+
+
+def test_merge_rejects_missing_or_foreign_chunks(tmp_path):
+    parts = write_all(tmp_path / "a", 3)
+    with pytest.raises(ValueError, match="not chunks 0..1 of 2"):
+        merge_caption_chunks(parts[:2], tmp_path / "m.jsonl")
+    other = write_all(tmp_path / "b", 3, fp="another")
+    with pytest.raises(ValueError, match="different images or settings"):
+        merge_caption_chunks([parts[0], parts[1], other[2]], tmp_path / "m.jsonl")
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+class Interrupted(TemplateRecords):
+    """The AIO captioner, killed (KeyboardInterrupt, as SIGINT) on its second batch."""
+
+    def __init__(self) -> None:
+        super().__init__(AIOCaptioner(CLASSES), {"kind": "aio"})
+        self.calls = 0
+
+    def caption(self, records):
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return super().caption(records)
+
+
+def test_an_interrupted_chunk_leaves_nothing(tmp_path):
+    part = tmp_path / "0000-of-0001.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        write_caption_chunk(ROWS, Interrupted(), part, (0, 1), "fp", batch_size=2, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no caption file, no summary, no temporary file
+
+
+def test_unreadable_images_are_reported_not_captioned(tmp_path):
+    """A VLM over index rows: a truncated file gets no caption and is listed in the summary."""
+    import numpy as np
+    from PIL import Image
+
+    class Sizes:  # a deterministic VLM stand-in for this unit test; the LLaVA one is tested in test_llava.py
+        def caption_images(self, images):
+            return [f"An image of {img.shape[0]} pixels." for img in images]
+
+        def describe(self):
+            return {"backend": "sizes"}
+
+    (tmp_path / "x").mkdir()
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "x" / "a.JPEG")
+    (tmp_path / "x" / "b.JPEG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    rows = [{"key": "a", "path": "x/a.JPEG"}, {"key": "b", "path": "x/b.JPEG"}]
+    part = tmp_path / "out" / "0000-of-0001.jsonl"
+    summary = write_caption_chunk(rows, ImageRecords(Sizes(), tmp_path, 32), part, (0, 1), "fp", progress=False)
+    assert read_jsonl(part) == [{"key": "a", "caption": "An image of 32 pixels."}]
+    assert [f["key"] for f in summary["failed"]] == ["b"] and summary["written"] == 1
+    assert summary["captioner"]["view"] == "resize 32 + centre crop"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_released_captions_map_paths_to_keys(tmp_path, fmt):
+    frame = pd.DataFrame({"image_path": ["train/n01/n01_0.JPEG", "/data/ILSVRC/train/n01/n01_2.JPEG",
+                                         "train/n99/n99_9.JPEG"],
+                          "caption": ["A fish on a hand.", "A tench in a net.", "Not ours."]})
+    path = tmp_path / "release" / f"part.{fmt}"
+    path.parent.mkdir()
+    {"jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+     "csv": lambda: frame.to_csv(path, index=False), "parquet": lambda: frame.to_parquet(path)}[fmt]()
+    assert release_key("C:\\imagenet\\train\\n01_4.JPEG") == "n01_4"
+    assert read_released(path.parent, {"n01_0", "n01_2", "n02_1"}) == {"n01_0": "A fish on a hand.",
+                                                                       "n01_2": "A tench in a net."}
+    keys = {r["key"] for r in ROWS}
+    released = ReleasedRecords(path.parent, keys, fallback=aio)
+    captions = released.caption(ROWS)
+    assert captions[0] == "A fish on a hand." and captions[2] == "A tench in a net."
+    assert captions[1] == "An image of goldfish"  # not in the release: captioned by the fallback
+    assert released.describe()["not_in_release"] == len(ROWS) - 2
+    assert released.describe()["fallback"]["backend"] == "aio"
+
+
+def test_released_copy_must_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download Lucasdegeorge/ImageNet_TA_IA"):
+        read_released(tmp_path, {"a"})
+
+
+def test_fingerprint_depends_on_index_kind_and_settings():
+    base = fingerprint("abc", "ta", {"backend": "llava", "prompt": "Describe this image"})
+    assert base == fingerprint("abc", "ta", {"prompt": "Describe this image", "backend": "llava"})
+    assert base != fingerprint("abd", "ta", {"backend": "llava", "prompt": "Describe this image"})
+    assert base != fingerprint("abc", "ta", {"backend": "llava", "prompt": "Describe the image"})
