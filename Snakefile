@@ -20,6 +20,7 @@ wildcard_constraints:
     run="|".join(config["runs"]),
     ckpt="final|step-[0-9]+",
     chunk="[0-9]+-of-[0-9]+",
+    weights="[A-Za-z0-9_.-]+",
     table="|".join(config.get("tables", {})) or "none",
 
 include: "workflow/rules/data.smk"
@@ -35,5 +36,6 @@ rule reproduce_all:
     """Every run trained and sampled; every table and figure of the config built."""
     default_target: True
     input:
+        wf.data_targets(config),
         expand(f"{R}/samples/{{run}}/grid.png", run=config["runs"]),
         wf.paper_targets(config),

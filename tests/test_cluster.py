@@ -71,14 +71,25 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
            "reproduce_all", "--configfile", str(REPO / "config" / "paper.yaml"),
            "--profile", str(REPO / "workflow" / "profiles" / "slurm")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ)).stdout
-    jobs, rule = {}, None
+    jobs, rule, wildcards = {}, None, {}
     for line in out.splitlines():
-        if line.startswith("rule "):
-            rule = line[5:].rstrip(":")
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("wildcards:") and rule:
+            wildcards = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
         elif line.strip().startswith("resources:") and rule:
-            jobs.setdefault(rule, []).append(line)
-    assert len(jobs["shards_chunk"]) == 4 * paper["encode"]["chunks"]  # train_aio, train_ta, cutmix_all_ta, crop_ta
-    for rule in ("captions", "shards_chunk", "sample_grid", "prompt_embeddings"):
-        assert jobs[rule] and all("gpu=1" in r and "runtime=720" in r and "mem_mb=64000" in r for r in jobs[rule]), rule
-    assert all("gpu=" not in r and "runtime=240" in r for r in jobs["augment"])
+            jobs.setdefault(rule, []).append((wildcards, line))
+            wildcards = {}
+    for set_ in ("train", "val", "cutmix_all", "crop"):  # every chunk of every TA caption set, on a GPU
+        chunks = [r for w, r in jobs["captions_ta_chunk"] if w.get("set") == set_]
+        assert len(chunks) == paper["captions"]["chunks"], set_
+    for aug in ("cutmix_all", "crop"):  # augmentation chunks on CPU nodes
+        chunks = [r for w, r in jobs["augment_chunk"] if w.get("aug") == aug]
+        assert len(chunks) == paper["augment"]["chunks"] and all("gpu=" not in r and "runtime=240" in r for r in chunks)
+    for set_ in ("train_ta", "train_aio", "val_ta", "val_aio", "cutmix_all_ta", "crop_ta"):  # encoding, val included
+        chunks = [r for w, r in jobs["shards_chunk"] if f"{w.get('set')}_{w.get('kind')}" == set_]
+        assert len(chunks) == paper["encode"]["chunks"], set_
+    for rule in ("captions_ta_chunk", "shards_chunk", "sample_grid", "prompt_embeddings"):
+        assert jobs[rule] and all("gpu=1" in r and "runtime=720" in r and "mem_mb=64000" in r for _, r in jobs[rule]), rule
+    assert sorted(w["weights"] for w, _ in jobs["weights"]) == sorted(paper["weights"])  # downloads, planned
     assert "train" in jobs and len(jobs["train"]) == 10

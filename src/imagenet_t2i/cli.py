@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, load_config, resolve_run
+from .weights import resolved
 
 if TYPE_CHECKING:
     from .encode.text import TextEncoder
@@ -59,43 +60,153 @@ def cmd_source(args: argparse.Namespace) -> None:
     else:
         from .imagenet import build_index
 
-        build_index(src["root"], args.split, src["synset_mapping"], args.out)
+        build_index(src["root"], args.split, src["synset_mapping"], args.out,
+                    val_labels=src.get("val_labels") if args.split == "val" else None, workers=src["workers"],
+                    meta_mat=src.get("val_meta_mat"))
     _provenance("source", src, {}, args.out, t0)
+
+
+def cmd_fake_imagenet(args: argparse.Namespace) -> None:
+    from .fake_imagenet import write_fake_imagenet
+
+    config = _config(args.config)
+    fake = config["source"].get("fake")
+    if not fake:
+        raise ConfigError("config key 'source.fake': not set; a fake ImageNet is for offline smoke runs only")
+    t0 = time.time()
+    written = write_fake_imagenet(args.out, **fake)
+    print(f"{args.out}: fake ImageNet ({fake})")
+    _provenance("fake_imagenet", {"fake": fake, "written": _jsonable(written)}, {}, args.out, t0)
+
+
+def _jsonable(obj: object) -> object:
+    """Paths and tuples inside a helper's report, as JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj if isinstance(obj, (str, int, float, bool)) or obj is None else str(obj)
+
+
+def cmd_weights(args: argparse.Namespace) -> None:
+    from .weights import fetch
+
+    config = _config(args.config)
+    spec = config["weights"].get(args.name)
+    if spec is None:
+        raise ConfigError(f"config key 'weights.{args.name}': no such entry (defined: {sorted(config['weights'])})")
+    t0 = time.time()
+    what = fetch(spec, args.out)
+    print(f"{args.out}: {what}")
+    _provenance("weights", {"name": args.name, **spec, "fetched": what}, {}, args.out, t0)
 
 
 def cmd_augment(args: argparse.Namespace) -> None:
     from .augment import build_crop_set, build_cutmix_set
+    from .chunks import parse_chunk
 
     config = _config(args.config)
     aug = config["augment"]
+    chunk = parse_chunk(args.chunk)
+    common = {"seed": config["seed"], "image_format": aug["image_format"], "chunk": chunk, "workers": aug["workers"]}
     t0 = time.time()
     if args.set.startswith("cutmix_"):
         settings = {"cutmix": {"pattern": args.set.removeprefix("cutmix_")}}
-        build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], seed=config["seed"])
+        result = build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], **common)
     elif args.set == "crop":
         settings = {"crop": aug["crop"]}
-        build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), seed=config["seed"])
+        result = build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), **common)
     else:
         raise ConfigError(f"augmented set '{args.set}': use crop or cutmix_<half|quarter|ninth|sixteenth|all>")
-    _provenance("augment", settings, {"source": args.source}, args.out, t0)
+    print(f"{args.out}: chunk {args.chunk}: {result}")
+    _provenance("augment", {**settings, "chunk": args.chunk, "image_format": aug["image_format"]},
+                {"source": args.source}, args.out, t0)
+
+
+def cmd_augment_merge(args: argparse.Namespace) -> None:
+    from .augment.merge import merge_augmented
+
+    t0 = time.time()
+    result = merge_augmented(args.parts, args.out)
+    print(f"{args.out}: {result} from {len(args.parts)} chunk(s)")
+    _provenance("augment_merge", {"chunks": len(args.parts)}, {f"part_{i}": p for i, p in enumerate(args.parts)},
+                args.out, t0)
+
+
+def _caption_settings(config: dict, kind: str) -> dict:
+    """What a caption file depends on besides its images (the chunks' fingerprint)."""
+    if kind == "aio":
+        return {"backend": "aio"}
+    caps = {k: v for k, v in config["captions"].items() if k not in ("chunks", "batch_size")}
+    return {**caps, "resolution": config["source"]["resolution"], "seed": config["seed"]}
+
+
+def _vlm(config: dict, backend: str):  # noqa: ANN202
+    """The configured VLM (LLaVA-NeXT through transformers, or the vLLM engine)."""
+    from .weights import model_path
+
+    caps = config["captions"]
+    kwargs = {"prompt": caps["prompt"], "max_new_tokens": caps["max_new_tokens"], "batch_size": caps["batch_size"]}
+    if backend == "vllm":
+        from .captions.fast_engine import VLLMCaptioner
+
+        return VLLMCaptioner(model_path(config, "captions"), **kwargs)
+    from .captions.llava import LlavaNextCaptioner
+
+    return LlavaNextCaptioner(model_path(config, "captions"), **kwargs)
+
+
+def _record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, int]) -> tuple[list[dict], object]:
+    """The records of an image set and the captioner of ``kind`` (aio | ta) for them."""
+    from .captions import AIOCaptioner, SceneCaptioner
+    from .captions.records import ImageRecords, TemplateRecords
+    from .chunks import chunk_range
+    from .io import read_json, read_jsonl
+
+    backend = config["captions"]["backend"]
+    if kind == "aio":
+        return read_jsonl(images / "index.jsonl"), TemplateRecords(AIOCaptioner(read_json(images / "classes.json")),
+                                                                  {"kind": "aio"})
+    if backend == "scene":
+        return read_jsonl(images / "scenes.jsonl"), TemplateRecords(SceneCaptioner(seed=config["seed"]),
+                                                                    {"kind": "ta", "seed": config["seed"]})
+    records, resolution = read_jsonl(images / "index.jsonl"), config["source"]["resolution"]
+    if backend in ("llava", "vllm"):
+        return records, ImageRecords(_vlm(config, backend), images, resolution, name=backend)
+    from .captions.released import ReleasedRecords
+
+    released = config["captions"]["released"]
+    keys = {records[i]["key"] for i in chunk_range(len(records), *chunk)}
+    return records, ReleasedRecords(released["path"], keys, lambda: ImageRecords(
+        _vlm(config, released["vlm"]), images, resolution, name=released["vlm"]))
 
 
 def cmd_captions(args: argparse.Namespace) -> None:
-    from .captions import AIOCaptioner, SceneCaptioner, write_captions
-    from .io import read_json, read_jsonl
+    from .captions.chunked import fingerprint, write_caption_chunk
+    from .chunks import parse_chunk
+    from .io import sha256_file
 
     config = _config(args.config)
-    images = Path(args.images)
+    images, chunk = Path(args.images), parse_chunk(args.chunk)
     t0 = time.time()
-    if args.kind == "aio":
-        records, captioner = read_jsonl(images / "index.jsonl"), AIOCaptioner(read_json(images / "classes.json"))
-    elif config["captions"]["backend"] == "scene":
-        records, captioner = read_jsonl(images / "scenes.jsonl"), SceneCaptioner(seed=config["seed"])
-    else:
-        raise ConfigError("config key 'captions.backend': the LLaVA-NeXT captioner is not implemented yet; "
-                          "use 'scene' (synthetic world) or supply a captions JSONL (docs/formats.md)")
-    write_captions(records, captioner, args.out)
-    _provenance("captions", {"kind": args.kind, **config["captions"]}, {"images": args.images}, args.out, t0)
+    records, captioner = _record_captioner(config, images, args.kind, chunk)
+    fp = fingerprint(sha256_file(images / "index.jsonl"), args.kind, _caption_settings(config, args.kind))
+    summary = write_caption_chunk(records, captioner, args.out, chunk, fp,
+                                  batch_size=4 * config["captions"]["batch_size"])
+    inputs = {"images": args.images, **({"weights": args.weights} if args.weights else {})}
+    _provenance("captions", {"kind": args.kind, "chunk": args.chunk, **_caption_settings(config, args.kind),
+                             "captioner": summary["captioner"], "failed": summary["failed"],
+                             "empty": summary["empty"]}, inputs, args.out, t0)
+
+
+def cmd_captions_merge(args: argparse.Namespace) -> None:
+    from .captions.chunked import merge_caption_chunks
+
+    t0 = time.time()
+    summary = merge_caption_chunks(args.parts, args.out)
+    print(f"{args.out}: {summary['written']} captions from {summary['chunks']} chunk(s), "
+          f"{len(summary['failed'])} unreadable image(s), {len(summary['empty'])} empty caption(s)")
+    _provenance("captions_merge", summary, {f"part_{i}": p for i, p in enumerate(args.parts)}, args.out, t0)
 
 
 def cmd_shards(args: argparse.Namespace) -> None:
@@ -107,8 +218,8 @@ def cmd_shards(args: argparse.Namespace) -> None:
     config = _config(args.config)
     enc = config["encode"]
     t0 = time.time()
-    manifest = write_shards(args.images, args.captions, args.out, make_autoencoder(enc["autoencoder"]),
-                            make_text_encoder(enc["text"]), config["source"]["resolution"],
+    manifest = write_shards(args.images, args.captions, args.out, make_autoencoder(resolved(config, "autoencoder")),
+                            make_text_encoder(resolved(config, "text")), config["source"]["resolution"],
                             shard_size=enc["shard_size"], batch_size=enc["batch_size"], chunk=parse_chunk(args.chunk))
     print(f"{args.out}: chunk {args.chunk}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards, "
           f"{len(manifest['skipped'])} skipped")
@@ -154,7 +265,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     prompts = _prompt_lines(Path(args.prompts).read_text().splitlines() if args.prompts else sample_cfg["grid_prompts"])
     t0 = time.time()
     uncond, _ = load_uncond(args.uncond)
-    paths = sample_prompts(args.model, make_autoencoder(config["encode"]["autoencoder"]),
+    paths = sample_prompts(args.model, make_autoencoder(resolved(config, "autoencoder")),
                            _text_encoder(config, args.embeddings), uncond[0], prompts, sample_cfg, args.out,
                            batch_size=args.batch_size)
     inputs = {"model": args.model, "uncond": args.uncond, **_embeddings_input(args)}
@@ -183,9 +294,9 @@ def cmd_embed(args: argparse.Namespace) -> None:
     for path in args.texts_from:
         texts += read_texts(path, args.captions_limit)
     t0 = time.time()
-    n = write_text_cache(make_text_encoder(config["encode"]["text"]), texts, args.out)
+    n = write_text_cache(make_text_encoder(resolved(config, "text")), texts, args.out)
     print(f"{args.out}: {n} distinct texts ({len(texts)} read)")
-    _provenance("embed", {"text": config["encode"]["text"], "grid_prompts": config["sample"]["grid_prompts"],
+    _provenance("embed", {"text": resolved(config, "text"), "grid_prompts": config["sample"]["grid_prompts"],
                           "captions_limit": args.captions_limit}, {p: p for p in args.texts_from}, args.out, t0)
 
 
@@ -224,10 +335,10 @@ def _text_encoder(config: dict, embeddings: str | None) -> TextEncoder:
     if embeddings:
         from .encode.text_cache import TextEmbeddingCache
 
-        return TextEmbeddingCache(embeddings, expect=config["encode"]["text"])
+        return TextEmbeddingCache(embeddings, expect=resolved(config, "text"))
     from .encode.text import make_text_encoder
 
-    return make_text_encoder(config["encode"]["text"])
+    return make_text_encoder(resolved(config, "text"))
 
 
 def _embeddings_input(args: argparse.Namespace) -> dict:
@@ -239,7 +350,7 @@ def _eval_backends(config: dict, uncond_dir: str, embeddings: str | None) -> tup
     from .encode.autoencoder import make_autoencoder
     from .loader import load_uncond
 
-    return (make_autoencoder(config["encode"]["autoencoder"]), _text_encoder(config, embeddings),
+    return (make_autoencoder(resolved(config, "autoencoder")), _text_encoder(config, embeddings),
             load_uncond(uncond_dir)[0][0])
 
 
@@ -436,7 +547,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit
 
-    report = audit(args.target)
+    report = audit(args.target, members=args.members)
     print(report.text())
     return 0 if report.ok else 1
 
@@ -467,13 +578,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("source", cmd_source, "render the synthetic world or index ImageNet for one split")
     sp.add_argument("--split", choices=["train", "val"], required=True)
     sp.add_argument("--out", required=True)
-    sp = add("augment", cmd_augment, "build the CutMix or Crop set from the training images")
+    sp = add("fake-imagenet", cmd_fake_imagenet, "write the fake ImageNet of source.fake (offline smoke runs)")
+    sp.add_argument("--out", required=True)
+    sp = add("weights", cmd_weights, "fetch one entry of the weights block (hub download, or a tiny random-init model)")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--out", required=True)
+    sp = add("augment", cmd_augment, "build one chunk of the CutMix or Crop set from the training images")
     sp.add_argument("--set", required=True, help="crop or cutmix_<pattern>")
     sp.add_argument("--source", required=True)
+    sp.add_argument("--out", required=True, help="the chunk's part folder")
+    sp.add_argument("--chunk", default="0000-of-0001", help="<index>-of-<count> (augment.chunks)")
+    sp = add("augment-merge", cmd_augment_merge, "merge the chunk folders of one augmented set into the set's folder")
+    sp.add_argument("--parts", nargs="+", required=True, help="every chunk folder of the set")
     sp.add_argument("--out", required=True)
-    sp = add("captions", cmd_captions, "caption an image set (AIO or TA)")
+    sp = add("captions", cmd_captions, "caption one chunk of an image set (AIO or TA): <out>.jsonl + <out>.json summary")
     sp.add_argument("--images", required=True)
     sp.add_argument("--kind", choices=["aio", "ta"], required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--chunk", default="0000-of-0001", help="<index>-of-<count> (captions.chunks)")
+    sp.add_argument("--weights", help="the VLM's weights folder (recorded in provenance)")
+    sp = add("captions-merge", cmd_captions_merge, "merge the caption chunks of one set into its caption file")
+    sp.add_argument("--parts", nargs="+", required=True, help="every chunk's .jsonl, in any order")
     sp.add_argument("--out", required=True)
     sp = add("shards", cmd_shards, "encode images + captions into WebDataset shards")
     sp.add_argument("--images", required=True)
@@ -575,6 +700,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("audit", help="trace a table back to its inputs and re-hash them",
                         description="trace every cell of a table back through provenance records and re-hash")
     sp.add_argument("target", help="a table CSV (or any file with a provenance record)")
+    sp.add_argument("--members", action="store_true",
+                    help="also re-hash every member a manifest lists (shards, images): slow at paper scale")
     sp.set_defaults(fn=cmd_audit)
     return p
 

@@ -135,6 +135,7 @@ def _check_references(config: dict) -> None:
             for r in line.get("runs", []):
                 if r not in runs:
                     raise ConfigError(f"config key 'figures.F-OVERFIT.panels.{p}': unknown run '{r}'")
+    _check_models(config)
     if config["source"]["backend"] == "imagenet":
         for key in ("root", "synset_mapping"):
             if key not in config["source"]:
@@ -143,6 +144,25 @@ def _check_references(config: dict) -> None:
         for key in ("num_train", "num_val", "classes", "colors", "backgrounds"):
             if key not in config["source"]:
                 raise ConfigError(f"config key 'source.{key}': required when source.backend is synthetic")
+
+
+def _check_models(config: dict) -> None:
+    """Every model-backed stage names its weights (an entry of ``weights``) or a ``path``."""
+    weights = config.get("weights", {})
+    caps, enc = config["captions"], config["encode"]
+    sections = [("captions", caps, caps["backend"] in ("llava", "vllm") or caps["backend"] == "released"),
+                ("encode.autoencoder", enc["autoencoder"], enc["autoencoder"]["backend"] == "sd_vae"),
+                ("encode.text", enc["text"], enc["text"]["backend"] == "t5")]
+    for key, sec, needs in sections:
+        if needs and "weights" not in sec and "path" not in sec:
+            raise ConfigError(f"config key '{key}.weights': required by backend '{sec['backend']}' "
+                              f"(name an entry of the weights block, or give '{key}.path')")
+        if "weights" in sec and sec["weights"] not in weights:
+            raise ConfigError(f"config key '{key}.weights': '{sec['weights']}' is not in the weights block "
+                              f"(defined: {sorted(weights)})")
+    if caps["backend"] == "released" and "released" not in caps:
+        raise ConfigError("config key 'captions.released': required when captions.backend is released "
+                          "(path: a local copy of Lucasdegeorge/ImageNet_TA_IA)")
 
 
 def load_config(*paths: str | Path) -> dict:

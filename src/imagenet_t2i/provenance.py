@@ -79,7 +79,7 @@ def _entries(path: Path, path_key: str) -> list[dict] | None:
             entries = read_jsonl(path)
         else:
             data = json.loads(path.read_text())
-            entries = data.get("shards") if isinstance(data, dict) else None
+            entries = (data.get("shards", data.get("files")) if isinstance(data, dict) else None)  # shards, weights
     except ValueError:  # not JSON: not a manifest of ours
         return None
     ok = isinstance(entries, list) and all(

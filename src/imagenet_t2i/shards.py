@@ -179,14 +179,16 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
 
     ``chunk=(c, n)`` writes only the shards of chunk ``c`` of ``n`` (a part folder for `merge_shards`;
     its manifest says ``"chunk": [c, n]``). Unreadable or missing images are logged, skipped and listed
-    in ``manifest["skipped"]``; an index key without a caption raises ValueError before any work is done.
+    in ``manifest["skipped"]``; a readable image without a caption raises ValueError before any work is done.
     """
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     index_path, captions_path = split_dir / "index.jsonl", Path(captions_path)
     records = read_jsonl(index_path)
     _check_index(records, index_path)
     captions = read_captions(captions_path)
-    missing = [rec["key"] for rec in records if rec["key"] not in captions]
+    # An image the caption stage could not read has no caption: it is skipped (and reported) here too.
+    missing = [rec["key"] for rec in records
+               if rec["key"] not in captions and not isinstance(_load(split_dir, rec, resolution), CorruptImageError)]
     if missing:
         raise ValueError(f"{len(missing)} key(s) of {index_path} have no caption in {captions_path} "
                          f"(first: {missing[:5]}); regenerate the captions for this image set")

@@ -4,6 +4,7 @@ All workflow logic lives here (tested without Snakemake); the .smk files only na
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -53,10 +54,61 @@ def stage_resources(config: dict, kind: str, mem_mb: int) -> dict:
     return {res: spec[key] for key, res in STAGE_RESOURCES.items() if spec.get(key)}
 
 
-def chunk_dirs(config: dict, stage: str, prefix: str) -> list[str]:
-    """The chunk folders of a chunked stage (``<stage>.chunks`` jobs, e.g. ``encode.chunks``): from the config
-    alone, so a dry run plans every chunk job before the data exists."""
-    return [f"{prefix}/{name}" for name in chunk_names(config[stage].get("chunks", 1))]
+def chunk_dirs(config: dict, stage: str, prefix: str, suffix: str = "") -> list[str]:
+    """The chunk outputs of a chunked stage (``<stage>.chunks`` jobs: ``encode``, ``augment``, ``captions``):
+    from the config alone, so a dry run plans every chunk job before the data exists."""
+    return [f"{prefix}/{name}{suffix}" for name in chunk_names(config[stage].get("chunks", 1))]
+
+
+# The modules each data-preparation stage runs: its jobs rerun when these change, not on any code change
+# (a paper-scale caption set is days of GPU time; a change to the sampler must not redo it).
+STAGE_MODULES = {
+    "source": ["imagenet.py", "fake_imagenet.py", "world", "io.py"],
+    "augment": ["augment", "world", "chunks.py", "io.py"],
+    "captions": ["captions", "encode/images.py", "chunks.py", "io.py"],
+    "shards": ["shards.py", "encode", "chunks.py", "io.py"],
+    "weights": ["weights"],
+}
+
+
+def stage_code(stage: str) -> str:
+    """Hash of the package modules one data stage runs (``STAGE_MODULES``), a rule param."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for entry in STAGE_MODULES[stage]:
+        path = root / entry
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def weights_inputs(config: dict, *parts: str) -> list[str]:
+    """Weights folders the ``weights`` rule fetches for these model sections (captions, autoencoder, text)."""
+    from .weights import fetched_name, weights_dir
+
+    names = [fetched_name(config, part) for part in parts]
+    return [weights_dir(config, n) for n in dict.fromkeys(names) if n]
+
+
+def caption_weights(config: dict, kind: str) -> list[str]:
+    """The VLM's weights a caption set needs: none for AIO or the scene captioner."""
+    return weights_inputs(config, "captions") if kind == "ta" and config["captions"]["backend"] != "scene" else []
+
+
+def source_inputs(config: dict) -> list[str]:
+    """The fake ImageNet an offline smoke config writes first (``source.fake``); nothing otherwise."""
+    return [config["source"]["root"]] if config["source"].get("fake") else []
+
+
+def data_targets(config: dict) -> list[str]:
+    """The data stage of every run: their shard sets, the val captions of their kinds (evaluation prompts)
+    and, with ``encode.val``, the val shard sets."""
+    root = results_dir(config)
+    kinds = sorted({spec["captions"] for spec in config["runs"].values()})
+    sets = {s for run in config["runs"] for s in run_shards(config, run)}
+    sets |= {f"{root}/shards/val_{k}" for k in kinds} if config["encode"].get("val") else set()
+    return sorted(sets) + [f"{root}/captions/val_{k}.jsonl" for k in kinds]
 
 
 def stage_threads(config: dict, kind: str) -> int:

@@ -1,9 +1,43 @@
+localrules:
+    weights,  # downloads: the login node reaches the hub, compute nodes often do not
+    augment,  # hard links and an index: seconds, where snakemake runs
+
+
+rule weights:
+    """One model folder of the config's weights block: a hub snapshot, or a tiny random-init model (smoke runs)."""
+    output:
+        directory(f"{R}/weights/{{weights}}"),
+    params:
+        code=wf.stage_code("weights"),
+        spec=lambda w: config["weights"][w.weights],
+    log:
+        f"{R}/logs/weights_{{weights}}.log",
+    shell:
+        "imagenet-t2i weights --config {CFG} --name {wildcards.weights} --out {output} > {log} 2>&1"
+
+
+if config["source"].get("fake"):
+
+    rule fake_imagenet:
+        """A fake ImageNet for an offline smoke run of the paper stages (source.fake)."""
+        output:
+            directory(config["source"]["root"]),
+        params:
+            fake=config["source"]["fake"],
+        log:
+            f"{R}/logs/fake_imagenet.log",
+        shell:
+            "imagenet-t2i fake-imagenet --config {CFG} --out {output} > {log} 2>&1"
+
+
 rule source:
     """Source images: the synthetic world (tiny) or an ImageNet index (paper)."""
+    input:
+        wf.source_inputs(config),
     output:
         directory(f"{R}/data/{{split}}"),
     params:
-        code=CODE,
+        code=wf.stage_code("source"),
         source=config["source"],
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
@@ -15,20 +49,36 @@ rule source:
         "imagenet-t2i source --config {CFG} --split {wildcards.split} --out {output} > {log} 2>&1"
 
 
-rule augment:
-    """One CutMix / Crop composite per training image (paper-spec section 3)."""
+rule augment_chunk:
+    """CutMix / Crop composites of one chunk of the training images (paper-spec section 3)."""
     input:
         f"{R}/data/train",
     output:
-        directory(f"{R}/augment/{{aug}}"),
+        directory(f"{R}/augment/parts/{{aug}}/{{chunk}}"),
     params:
-        code=CODE,
-        augment=config.get("augment", {}),
-    priority: 10  # data preparation first: training (priority 10 too) waits on it
+        code=wf.stage_code("augment"),
+        augment={k: v for k, v in config.get("augment", {}).items() if k != "workers"},
+    priority: 10
     log:
-        f"{R}/logs/augment_{{aug}}.log",
+        f"{R}/logs/augment_{{aug}}_{{chunk}}.log",
     threads: wf.stage_threads(config, "cpu")
     resources:
         **wf.stage_resources(config, "cpu", mem_mb=2000),
     shell:
-        "imagenet-t2i augment --config {CFG} --set {wildcards.aug} --source {input} --out {output} > {log} 2>&1"
+        "imagenet-t2i augment --config {CFG} --set {wildcards.aug} --source {input} --chunk {wildcards.chunk} "
+        "--out {output} > {log} 2>&1"
+
+
+rule augment:
+    """One augmented set from its chunks (`augment.chunks` of them): images hard-linked, one index."""
+    input:
+        lambda w: wf.chunk_dirs(config, "augment", f"{R}/augment/parts/{w.aug}"),
+    output:
+        directory(f"{R}/augment/{{aug}}"),
+    params:
+        code=wf.stage_code("augment"),
+    priority: 10
+    log:
+        f"{R}/logs/augment_{{aug}}.log",
+    shell:
+        "imagenet-t2i augment-merge --parts {input} --out {output} > {log} 2>&1"

@@ -22,14 +22,15 @@ rule geneval_prompts:
 rule prompt_embeddings:
     """One set of evaluation prompts encoded once; the sampling jobs read it instead of the text encoder."""
     input:
-        lambda w: wf.embedding_inputs(config, w.texts),
+        texts=lambda w: wf.embedding_inputs(config, w.texts),
+        weights=wf.weights_inputs(config, "text"),
     output:
         f"{R}/eval/embeddings/{{texts}}.safetensors",
     wildcard_constraints:
         texts="|".join(wf.EMBEDDING_SETS),
     params:
         code=CODE,
-        text=config["encode"]["text"],
+        text={k: v for k, v in config["encode"]["text"].items() if k != "batch_size"},
         grid_prompts=config["sample"]["grid_prompts"],
         num_captions=config["eval"]["fd"]["num_samples"],
     log:
@@ -38,7 +39,7 @@ rule prompt_embeddings:
     resources:
         **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
-        "imagenet-t2i embed --config {CFG} --texts-from {input} --captions-limit {params.num_captions} "
+        "imagenet-t2i embed --config {CFG} --texts-from {input.texts} --captions-limit {params.num_captions} "
         "--out {output} > {log} 2>&1"
 
 
@@ -46,6 +47,7 @@ rule geneval_sample:
     """Samples of every GenEval prompt in the official folder layout."""
     input:
         model=f"{R}/runs/{{run}}/final",
+        vae=wf.weights_inputs(config, "autoencoder"),
         prompts=f"{R}/eval/geneval_prompts.jsonl",
         uncond=lambda w: wf.run_shards(config, w.run)[0],
         embeddings=wf.embeddings_path(config, "geneval"),
@@ -117,6 +119,7 @@ rule dpg_sample:
     """One 2x2 grid of samples per DPG prompt."""
     input:
         model=f"{R}/runs/{{run}}/final",
+        vae=wf.weights_inputs(config, "autoencoder"),
         prompts=f"{R}/eval/dpg/prompts.jsonl",
         uncond=lambda w: wf.run_shards(config, w.run)[0],
         embeddings=wf.embeddings_path(config, "dpg"),
@@ -193,6 +196,7 @@ rule fd:
     """FD, precision/recall/density/coverage of one checkpoint's samples of val captions vs the val images."""
     input:
         model=lambda w: wf.model_dir(config, w.run, w.ckpt),
+        vae=wf.weights_inputs(config, "autoencoder"),
         captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
         reference=f"{R}/data/val",
         net=f"{R}/eval/feature_net",
@@ -219,6 +223,7 @@ rule colour_probe:
     """Tiny-world diagnostic, not a paper metric: does the model paint the prompted colour (any shape)?"""
     input:
         model=f"{R}/runs/{{run}}/final",
+        vae=wf.weights_inputs(config, "autoencoder"),
         uncond=lambda w: wf.run_shards(config, w.run)[0],
         embeddings=wf.embeddings_path(config, "grid"),
     output:

@@ -2,6 +2,7 @@ rule sample_grid:
     """A grid of samples of the config's grid prompts from a run's final weights."""
     input:
         model=f"{R}/runs/{{run}}/final",
+        vae=wf.weights_inputs(config, "autoencoder"),
         shards=lambda w: wf.run_shards(config, w.run)[0],
         embeddings=wf.embeddings_path(config, "grid"),
     output:

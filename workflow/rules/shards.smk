@@ -7,11 +7,12 @@ rule shards_chunk:
     input:
         images=lambda w: wf.set_source(config, w.set),
         captions=f"{R}/captions/{{set}}_{{kind}}.jsonl",
+        weights=wf.weights_inputs(config, "autoencoder", "text"),
     output:
         directory(f"{R}/shards/parts/{{set}}_{{kind}}/{{chunk}}"),
     params:
-        code=CODE,
-        encode=config["encode"],
+        code=wf.stage_code("shards"),
+        encode={k: v for k, v in config["encode"].items() if k != "val"},
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}_{{chunk}}.log",
@@ -30,7 +31,7 @@ rule shards:
     output:
         directory(f"{R}/shards/{{set}}_{{kind}}"),
     params:
-        code=CODE,
+        code=wf.stage_code("shards"),
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}.log",

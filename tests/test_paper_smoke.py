@@ -1,0 +1,138 @@
+"""The paper config's data stage, training and sampling end to end, offline: tests/data/paper_smoke.yaml through
+the real Snakefile on a fake ImageNet with tiny random-init LLaVA-NeXT, AutoencoderKL and T5 built from configs."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from imagenet_t2i.io import read_json, read_jsonl
+
+from .conftest import REPO
+
+PAPER = REPO / "config" / "paper.yaml"
+SMOKE = REPO / "tests" / "data" / "paper_smoke.yaml"
+# Where the smoke config may differ from the paper's: sizes, paths, model configs, where jobs run.
+SMOKE_ONLY = {("source", "fake")}
+FREE_SUBTREES = {("models",), ("weights",), ("cluster",), ("sample", "grid_prompts"), *SMOKE_ONLY}
+
+
+def _keys(node: object, prefix: tuple = ()) -> set[tuple]:
+    if not isinstance(node, dict):
+        return set()
+    out = set()
+    for k, v in node.items():
+        path = (*prefix, k)
+        out.add(path)
+        if not any(path[: len(f)] == f for f in FREE_SUBTREES):
+            out |= _keys(v, path)
+    return out
+
+
+def _values(node: object, name: str, prefix: tuple = ()) -> dict[tuple, object]:
+    """Every value under a key called ``name`` (backend, arch, ...)."""
+    out = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == name:
+                out[(*prefix, k)] = v
+            out |= _values(v, name, (*prefix, k))
+    return out
+
+
+def test_smoke_config_tracks_the_paper_config():
+    """Same keys, stages, backends, runs and weights entries as config/paper.yaml; only sizes, paths, model configs differ."""
+    paper, smoke = yaml.safe_load(PAPER.read_text()), yaml.safe_load(SMOKE.read_text())
+    assert _keys(smoke) - SMOKE_ONLY == _keys(paper)
+    for name in ("backend", "arch", "weights", "name", "pattern", "sampler", "objective"):
+        expect = {k: v for k, v in _values(paper, name).items() if len(k) > 1 and k[0] != "cluster"}
+        assert {k: v for k, v in _values(smoke, name).items() if len(k) > 1 and k[0] != "cluster"} == expect, name
+    assert smoke["runs"] == paper["runs"]
+    assert set(smoke["weights"]) == set(paper["weights"]) and set(smoke["models"]) == set(paper["models"])
+    for name, spec in smoke["models"].items():  # a model config may only resize what the paper's sets
+        assert set(spec) <= set(paper["models"][name]), name
+    assert smoke["train"]["optimizer"].keys() == paper["train"]["optimizer"].keys()
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(SMOKE), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("paper_smoke")
+    _snakemake(workdir, "reproduce_all")
+    return workdir, workdir / "results" / "paper_smoke"
+
+
+def test_fake_imagenet_through_the_paper_data_stage(smoke):
+    _, results = smoke
+    fake = read_json(results / "imagenet" / "provenance.json")["config"]["written"]
+    odd = fake["odd"] if "odd" in fake else fake
+    val = read_jsonl(results / "data" / "val" / "index.jsonl")
+    smoke_cfg = yaml.safe_load(SMOKE.read_text())["source"]["fake"]
+    assert len(val) == smoke_cfg["classes"] * smoke_cfg["val_per_class"]  # flat val sorted by its solution file
+    assert all(row["sha256"] and row["class"].startswith("n") for row in val)
+    manifest = read_json(results / "shards" / "train_ta" / "manifest.json")
+    train = read_jsonl(results / "data" / "train" / "index.jsonl")
+    assert [s["key"] for s in manifest["skipped"]] == [_key(odd, "truncated")]  # reported, never fatal
+    assert manifest["num_samples"] == len(train) - 1
+    assert manifest["latent_shape"] == [4, 8, 8] and manifest["autoencoder"]["backend"] == "sd_vae"
+    captions = {r["key"]: r["caption"] for r in read_jsonl(results / "captions" / "train_ta.jsonl")}
+    for kind in ("cmyk", "grayscale", "png"):  # converted to RGB, captioned and encoded like any image
+        assert _key(odd, kind) in captions
+    for cutmix in read_jsonl(results / "augment" / "cutmix_all" / "scenes.jsonl"):
+        assert cutmix["parents"] and cutmix["pattern"]  # the pairing of every composite is recorded
+
+
+def _key(odd: dict, kind: str) -> str:
+    """The index key (file stem) of the fake ImageNet's odd file of ``kind``."""
+    match = [v for k, v in odd.items() if kind in k.lower()]
+    assert match, f"no {kind} file in {odd}"
+    return Path(str(match[0])).stem
+
+
+def test_captions_come_from_llava_with_their_settings(smoke):
+    _, results = smoke
+    merged = read_json(results / "captions" / "train_ta.jsonl.prov.json")
+    captioner = merged["config"]["captioner"]
+    assert captioner["backend"] == "llava" and captioner["prompt"] == "Describe this image"
+    assert captioner["max_new_tokens"] == 12 and "generation_config" in captioner
+    assert merged["config"]["chunks"] == 2 and merged["inputs"]["part_0"]["sha256"]
+    chunk = read_json(results / "captions" / "parts" / "train_ta" / "0000-of-0002.jsonl.prov.json")
+    assert chunk["inputs"]["weights"]["path"].endswith("weights/llava")
+    for row in read_jsonl(results / "captions" / "crop_ta.jsonl"):
+        assert row["caption"].endswith(".") and "\n" not in row["caption"]
+
+
+def test_training_and_sampling_ran_for_every_run(smoke):
+    _, results = smoke
+    for run in yaml.safe_load(SMOKE.read_text())["runs"]:
+        assert (results / "runs" / run / "final" / "model.safetensors").exists()
+        grid = np.asarray(Image.open(results / "samples" / run / "grid.png"))
+        assert grid.ndim == 3 and grid.std() > 0
+
+
+def test_a_lost_caption_chunk_is_redone_alone(smoke):
+    """A chunk killed mid-way leaves no output (tests/test_caption_chunks.py); the rerun redoes that chunk only."""
+    workdir, results = smoke
+    parts = results / "captions" / "parts" / "train_ta"
+    kept = {p.name: p.stat().st_mtime_ns for p in parts.glob("0000-of-0002*")}
+    for f in parts.glob("0001-of-0002*"):
+        f.unlink()
+    proc = _snakemake(workdir, str(Path("results/paper_smoke/captions/train_ta.jsonl")))
+    assert {p.name: p.stat().st_mtime_ns for p in parts.glob("0000-of-0002*")} == kept
+    assert (parts / "0001-of-0002.jsonl").exists()
+    ran = [line.split()[1].rstrip(":") for line in proc.stderr.splitlines() if line.startswith(("rule ", "localrule "))]
+    assert sorted(ran) == ["captions_ta", "captions_ta_chunk"]
