@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from imagenet_t2i.models import SIZES, build_model, count_parameters, load_pretrained, save_pretrained
+from imagenet_t2i.models import SIZES, build_model, cad_i, count_parameters, load_pretrained, save_pretrained
+from imagenet_t2i.models.dit_i import DiTBlock, FinalLayer, TimestepEmbedder, sincos_2d
+from imagenet_t2i.models.layers import feed_forward
 
 FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures" / "cad_i"
 ARCHS = ["dit_i", "cad_i"]
@@ -218,3 +222,95 @@ def test_optimisation_reduces_fixed_batch_loss(arch):
         opt.step()
     with torch.no_grad():
         assert loss().item() < 0.95 * before
+
+
+# ---- frozen construction: the plain-nn.Module models as they were before the diffusers port -------------------
+# (commit 312241b). Same submodules, same registration order, same initialisation: a model built under a seed
+# must keep exactly these tensors, or the tiny world's numbers would change.
+
+
+class FrozenDiTI(nn.Module):
+    def __init__(self, in_channels, input_size, patch_size, hidden_size, depth, num_heads, text_dim,  # noqa: ANN001
+                 mlp_ratio=4.0, pos_base_size=None):
+        super().__init__()
+        self.x_embedder = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
+        self.register_buffer("pos_embed", sincos_2d(hidden_size, input_size // patch_size, pos_base_size))
+        self.t_embedder = TimestepEmbedder(hidden_size)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+        self.y_embedder = feed_forward(text_dim, hidden_size, hidden_size, approximate="tanh")
+        self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
+        self.final_layer = FinalLayer(hidden_size, patch_size**2 * in_channels)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.x_embedder.weight
+        bound = math.sqrt(6.0 / (w.shape[0] + w[0].numel()))
+        nn.init.uniform_(w, -bound, bound)
+        nn.init.zeros_(self.x_embedder.bias)
+        for linear in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1], self.y_embedder[0],
+                       self.y_embedder[3]):
+            nn.init.normal_(linear.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.cross_attn.out.weight)
+            nn.init.zeros_(block.cross_attn.out.bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+
+class FrozenCADI(nn.Module):
+    def __init__(self, in_channels, input_size, patch_size, data_dim, num_latents, latents_dim,  # noqa: ANN001
+                 num_blocks, num_processing_layers, compute_heads, text_dim, coherence=False, num_text_registers=16,
+                 num_text_layers=2, text_heads=16, read_write_heads=16, mlp_ratio=4):
+        super().__init__()
+        self.patch_extractor = nn.Conv2d(in_channels, data_dim, patch_size, stride=patch_size)
+        self.data_pos_embedding = nn.Parameter(torch.empty((input_size // patch_size) ** 2, data_dim))
+        self.data_ln = nn.LayerNorm(data_dim, eps=1e-6)
+        self.latents = nn.Parameter(torch.empty(num_latents, latents_dim))
+        self.time_embedder = cad_i.TimeEmbedder(latents_dim)
+        self.transformers_blocks = nn.ModuleList(
+            cad_i.SelfAttentionBlock(latents_dim, text_heads, mlp_ratio, layer_scale=0.1)
+            for _ in range(num_text_layers))
+        if coherence:
+            self.coherence_embedder = cad_i.TimeEmbedder(latents_dim)
+            self.coherence_positional_embedding = nn.Parameter(torch.empty(latents_dim))
+        self.map_text_tokens = nn.Linear(text_dim, latents_dim)
+        self.text_registers = nn.Parameter(torch.empty(num_text_registers, latents_dim))
+        self.linear_previous = nn.Sequential(nn.LayerNorm(latents_dim, eps=1e-6),
+                                             feed_forward(latents_dim, latents_dim * mlp_ratio))
+        self.ln_previous = nn.LayerNorm(latents_dim, eps=1e-6)
+        self.rin_blocks = nn.ModuleList(
+            cad_i.RINBlock(data_dim, latents_dim, num_processing_layers, read_write_heads, compute_heads, mlp_ratio)
+            for _ in range(num_blocks))
+        self.map_tokens_to_patches = nn.Sequential(nn.LayerNorm(data_dim, eps=1e-6),
+                                                   nn.Linear(data_dim, in_channels * patch_size**2))
+        if coherence:
+            self.register_buffer("registers_coherence_mask", torch.ones(num_text_registers + 1, dtype=torch.bool))
+            self.register_buffer("cond_mask", torch.ones(num_text_registers + 2, dtype=torch.bool))
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        embeddings = [self.data_pos_embedding, self.latents, self.text_registers]
+        if coherence:
+            embeddings.append(self.coherence_positional_embedding)
+        for p in embeddings:
+            nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
+        nn.init.zeros_(self.ln_previous.weight)
+        nn.init.zeros_(self.ln_previous.bias)
+
+
+FROZEN = {"dit_i": FrozenDiTI, "cad_i": FrozenCADI}
+
+
+@pytest.mark.parametrize(("arch", "overrides"), [("dit_i", {}), ("cad_i", {}), ("cad_i", {"coherence": True})])
+def test_construction_under_a_seed_is_unchanged(arch, overrides):
+    kwargs = {**SIZES[arch]["tiny"], **overrides}
+    torch.manual_seed(0)
+    frozen = FROZEN[arch](**kwargs).state_dict()
+    after_frozen = torch.rand(3)  # the RNG state construction leaves behind
+    torch.manual_seed(0)
+    state = build_model(arch, **kwargs).state_dict()
+    assert torch.equal(torch.rand(3), after_frozen)
+    assert list(state) == list(frozen)
+    assert all(torch.equal(state[k], frozen[k]) and state[k].dtype == frozen[k].dtype for k in state)
