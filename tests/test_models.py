@@ -1,4 +1,5 @@
-"""DiT-I and CAD-I: shapes, paper parameter counts, released CAD-I layout, masking, save/load, learning."""
+"""DiT-I and CAD-I: shapes, paper parameter counts, released CAD-I layout, masking, save/load (run folders old and
+new, diffusers), construction unchanged by the diffusers port, learning."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
-from imagenet_t2i.models import SIZES, build_model, cad_i, count_parameters, load_pretrained, save_pretrained
+from imagenet_t2i.models import (CADI, SIZES, DiTI, build_model, cad_i, count_parameters, load_pretrained,
+                                 save_pretrained)
 from imagenet_t2i.models.dit_i import DiTBlock, FinalLayer, TimestepEmbedder, sincos_2d
 from imagenet_t2i.models.layers import feed_forward
 
@@ -154,23 +157,64 @@ def test_cad_i_coherence_defaults_to_one():
     assert (model(**b, coherence=torch.zeros(2))[0] - eps).abs().max() > 1e-4
 
 
+def same_model(got: torch.nn.Module, want: torch.nn.Module) -> None:
+    """Same class, kwargs, tensors (and dtypes), and bit-identical outputs."""
+    assert type(got) is type(want) and got.build_kwargs == want.build_kwargs
+    a, b = got.state_dict(), want.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    prev = torch.randn(2, 32, 128) if want.arch == "cad_i" else None
+    for x, y in zip(got.eval()(**batch(), prev_latents=prev), want.eval()(**batch(), prev_latents=prev)):
+        assert (x is None and y is None) or torch.equal(x, y)
+
+
+def released_like(arch: str) -> torch.nn.Module:
+    return perturb(tiny(arch, **({"coherence": True} if arch == "cad_i" else {}))).eval()
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised by torch.compile's imports
 @pytest.mark.parametrize("arch", ARCHS)
-def test_save_load_round_trip(arch, tmp_path):
-    model = perturb(tiny(arch, **({"coherence": True} if arch == "cad_i" else {}))).eval()
+def test_run_folder_round_trip(arch, tmp_path):
+    model = released_like(arch)
     # load_pretrained fills a meta-built model from the file: the file must hold every tensor
     tensors = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
     assert set(model.state_dict()) == tensors
     save_pretrained(torch.compile(model), tmp_path / "ckpt")  # wrapper prefixes must not reach the file
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert config == {"arch": arch, **model.config}
-    loaded = load_pretrained(tmp_path / "ckpt")
-    assert type(loaded) is type(model) and loaded.config == model.config
-    b = batch()
-    prev = torch.randn(2, 32, 128) if arch == "cad_i" else None
-    for got, want in zip(loaded(**b, prev_latents=prev), model(**b, prev_latents=prev)):
-        assert (got is None and want is None) or torch.equal(got, want)
+    assert config.pop("_class_name") == type(model).__name__ and "_diffusers_version" in config
+    assert {k: v for k, v in config.items() if not k.startswith("_")} == model.build_kwargs
+    same_model(load_pretrained(tmp_path / "ckpt"), model)
+    same_model(type(model).from_pretrained(tmp_path / "ckpt"), model)  # run folders load the diffusers way too
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_run_folder_written_before_the_port_still_loads(arch, tmp_path):
+    model = released_like(arch)
+    # the old writer: model.safetensors + config.json = {"arch", **constructor kwargs}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"arch": arch, **model.build_kwargs}, indent=2, sort_keys=True))
+    same_model(load_pretrained(tmp_path), model)
+    same_model(type(model).from_pretrained(tmp_path), model)
+    other = DiTI if arch == "cad_i" else CADI
+    with pytest.raises(TypeError, match=f"not a {other.__name__}"):
+        other.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_diffusers_save_and_from_pretrained(arch, tmp_path):
+    model = released_like(arch)
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+    torch.manual_seed(123)
+    loaded = type(model).from_pretrained(tmp_path / "m")
+    same_model(loaded, model)
+    same_model(load_pretrained(tmp_path / "m"), model)
+    (tmp_path / "m" / "extra.txt").write_text("kept")  # saving again replaces files one by one, keeps others
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "extra.txt").read_text() == "kept"
+    with pytest.raises(ValueError, match="push_to_hub"):
+        model.save_pretrained(tmp_path / "hub", push_to_hub=True)
 
 
 def test_load_pretrained_errors_name_the_file(tmp_path):
@@ -178,11 +222,14 @@ def test_load_pretrained_errors_name_the_file(tmp_path):
         load_pretrained(tmp_path)
     save_pretrained(tiny("dit_i"), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "arch": "unet"}))
-    with pytest.raises(ValueError, match="'arch'"):
+    (tmp_path / "config.json").write_text(json.dumps({**config, "_class_name": "UNet2DModel"}))
+    with pytest.raises(ValueError, match="'_class_name'"):
         load_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**config, "depth": 2}))
     with pytest.raises(ValueError, match="does not match"):
+        load_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "depth": 2, "colour": 1}))
+    with pytest.raises(ValueError, match="do not fit DiTI"):
         load_pretrained(tmp_path)
 
 

@@ -1,8 +1,16 @@
-"""Model registry: build by name, count parameters, save/load ``model.safetensors`` + ``config.json``.
+"""Model registry: build by name, count parameters, save/load model folders.
 
-Every model is called as ``model(x, gamma, text, text_mask, prev_latents=None) -> (eps, latents)``
-(see ``DiTI`` and ``CADI``), stores its constructor kwargs in ``model.config`` and names its
-architecture in the class attribute ``arch``.
+Every model is a diffusers model (`T2IModel`) called as ``model(x, gamma, text, text_mask, prev_latents=None)
+-> (eps, latents)`` (see ``DiTI`` and ``CADI``), with its constructor kwargs in ``model.config`` and its
+architecture named in the class attribute ``arch``. Folder layouts, all read by `load_pretrained`:
+
+- run folder (the train loop's ``final/`` and ``checkpoints/step-*``, written by `save_pretrained`):
+  ``model.safetensors`` + ``config.json`` as diffusers writes it (``_class_name`` + kwargs);
+- run folder written before the diffusers port: ``model.safetensors`` + ``config.json`` = {"arch", **kwargs};
+- diffusers folder (``model.save_pretrained``, a pipeline's ``model/``): ``diffusion_pytorch_model.safetensors``
+  + ``config.json``.
+
+``DiTI.from_pretrained`` / ``CADI.from_pretrained`` read all three as well.
 """
 from __future__ import annotations
 
@@ -13,11 +21,13 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ..io import atomic_write, read_json, write_json
+from ..io import atomic_write, read_json
+from .base import CONFIG_NAME, DIFFUSERS_WEIGHTS_NAME, RUN_WEIGHTS_NAME, T2IModel
 from .cad_i import CADI
 from .dit_i import DiTI
 
-ARCHS: dict[str, type[nn.Module]] = {"dit_i": DiTI, "cad_i": CADI}
+ARCHS: dict[str, type[T2IModel]] = {"dit_i": DiTI, "cad_i": CADI}
+BY_CLASS_NAME = {cls.__name__: cls for cls in ARCHS.values()}  # config.json "_class_name" -> class
 
 # Named sizes. "paper" / "base" / "L" are the paper's models (paper-spec section 4); "tiny" runs on
 # 2 CPU cores with 3x32x32 pixel "latents" and 384-wide MiniLM text tokens.
@@ -49,11 +59,8 @@ SIZES: dict[str, dict[str, dict]] = {
     },
 }  # fmt: skip
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
-
-def build_model(arch: str, **kwargs) -> nn.Module:
+def build_model(arch: str, **kwargs) -> T2IModel:
     """Instantiate ``arch`` ("dit_i" | "cad_i") with its constructor kwargs. Build inside
     ``with torch.device("meta"):`` to count a paper-size model without allocating it."""
     if arch not in ARCHS:
@@ -78,40 +85,55 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Write ``folder/model.safetensors`` and ``folder/config.json`` ({"arch", **model.config}), each
+    """Write a run folder: ``folder/model.safetensors`` and ``folder/config.json`` (diffusers' config JSON), each
     atomically. Compile/DDP wrappers are unwrapped, so keys never carry their prefixes."""
     folder, model = Path(folder), unwrap_model(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_write(folder / WEIGHTS_NAME, "wb") as f:
+    with atomic_write(folder / RUN_WEIGHTS_NAME, "wb") as f:
         f.write(save(state))
-    write_json(folder / CONFIG_NAME, {"arch": model.arch, **model.config})
+    with atomic_write(folder / CONFIG_NAME) as f:
+        f.write(model.to_json_string())
 
 
-def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model described by ``folder/config.json`` and load ``folder/model.safetensors`` (strict)."""
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing; a model folder is written by imagenet_t2i.models.save_pretrained"
-            )
-    kwargs = read_json(config_path)
-    arch = kwargs.pop("arch", None)
-    if arch not in ARCHS:
+def model_class(config: dict, where: str | os.PathLike) -> type[T2IModel]:
+    """The class a model ``config.json`` describes: by ``arch`` (run folders before the diffusers port) or by
+    ``_class_name`` (diffusers)."""
+    if "arch" in config:
+        cls = ARCHS.get(config["arch"])
+    else:
+        cls = BY_CLASS_NAME.get(config.get("_class_name"))
+    if cls is None:
         raise ValueError(
-            f"{config_path}: key 'arch' is {arch!r}; it must be one of {sorted(ARCHS)}. For the released CAD-I "
-            "weights, build_model('cad_i', **SIZES['cad_i']['L_coherence']) and load_state_dict the safetensors file"
+            f"{where}: neither key 'arch' ({config.get('arch')!r}; one of {sorted(ARCHS)}) nor '_class_name' "
+            f"({config.get('_class_name')!r}; one of {sorted(BY_CLASS_NAME)}) names a model here. For the released "
+            "CAD-I weights use imagenet_t2i.released.load_released"
         )
+    return cls
+
+
+def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> T2IModel:
+    """Rebuild the model described by ``folder/config.json`` and load its safetensors weights (strict); any layout
+    of the module docstring."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_NAME
+    weights = [folder / name for name in (RUN_WEIGHTS_NAME, DIFFUSERS_WEIGHTS_NAME) if (folder / name).is_file()]
+    if not config_path.is_file() or not weights:
+        raise FileNotFoundError(
+            f"{folder} lacks {CONFIG_NAME} or a weights file ({RUN_WEIGHTS_NAME} / {DIFFUSERS_WEIGHTS_NAME}); a "
+            "model folder is written by imagenet_t2i.models.save_pretrained or model.save_pretrained"
+        )
+    config = read_json(config_path)
+    cls = model_class(config, config_path)
+    kwargs = {k: v for k, v in config.items() if k != "arch" and not k.startswith("_")}
     try:
         with torch.device("meta"):  # no initialisation cost: every tensor is overwritten below
-            model = build_model(arch, **kwargs)
+            model = cls(**kwargs)
     except TypeError as err:
-        raise ValueError(f"{config_path}: model kwargs do not fit {ARCHS[arch].__name__}: {err}") from err
+        raise ValueError(f"{config_path}: model kwargs do not fit {cls.__name__}: {err}") from err
     model = model.to_empty(device=map_location)
-    state = load_file(weights_path, device=str(torch.device(map_location)))
+    state = load_file(weights[0], device=str(torch.device(map_location)))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{weights_path} does not match {config_path}: {err}") from err
+        raise ValueError(f"{weights[0]} does not match {config_path}: {err}") from err
     return model.eval()

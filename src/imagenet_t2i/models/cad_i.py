@@ -10,8 +10,11 @@ Per RIN block, in execution order: latents read the text context, latents read t
 from __future__ import annotations
 
 import torch
+from diffusers import ModelMixin  # noqa: F401 (diffusers' pipeline loader looks a component's base class up here)
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .base import T2IModel
 from .layers import Attention, SinusoidalEmbedding, feed_forward
 
 LN_EPS = 1e-6
@@ -120,17 +123,19 @@ class RINBlock(nn.Module):
         return data, latents
 
 
-class CADI(nn.Module):
+class CADI(T2IModel):
     """RIN text-to-image denoiser: ``model(x, gamma, text, text_mask, prev_latents) -> (eps, latents)``.
 
     ``coherence=True`` builds the released variant (``CADRINTextCond``): a coherence token, embedded
     like the noise level plus a learned position vector, precedes the text registers. Training
     feeds coherence 1 for kept captions and 0 for dropped ones; guidance contrasts 1 (conditional
-    branch) with 0 (unconditional branch).
+    branch) with 0 (unconditional branch). A diffusers model: the constructor kwargs are ``model.config``
+    (see `T2IModel`).
     """
 
     arch = "cad_i"
 
+    @register_to_config
     def __init__(
         self,
         in_channels: int,
@@ -155,13 +160,6 @@ class CADI(nn.Module):
             raise ValueError(f"input_size {input_size} is not a multiple of patch_size {patch_size}")
         if latents_dim % 8:
             raise ValueError(f"latents_dim {latents_dim} must be a multiple of 8 (noise embedding width latents_dim/4)")
-        self.config = dict(
-            in_channels=in_channels, input_size=input_size, patch_size=patch_size, data_dim=data_dim,
-            num_latents=num_latents, latents_dim=latents_dim, num_blocks=num_blocks,
-            num_processing_layers=num_processing_layers, compute_heads=compute_heads, text_dim=text_dim,
-            coherence=coherence, num_text_registers=num_text_registers, num_text_layers=num_text_layers,
-            text_heads=text_heads, read_write_heads=read_write_heads, mlp_ratio=mlp_ratio,
-        )  # fmt: skip
         self.in_channels, self.input_size, self.patch_size = in_channels, input_size, patch_size
         self.num_latents, self.latents_dim = num_latents, latents_dim
         self.coherence = coherence

@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
+from diffusers import ModelMixin  # noqa: F401 (diffusers' pipeline loader looks a component's base class up here)
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .base import T2IModel
 from .layers import Attention, SinusoidalEmbedding, feed_forward
 
 LN_EPS = 1e-6
@@ -91,14 +94,16 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))  # (N, L, out_dim)
 
 
-class DiTI(nn.Module):
+class DiTI(T2IModel):
     """Text-conditioned DiT: ``model(x, gamma, text, text_mask, prev_latents=None) -> (eps, None)``.
 
     Every sample needs at least one real text token (an all-False mask row gives NaN attention).
+    A diffusers model: the constructor kwargs are ``model.config`` (see `T2IModel`).
     """
 
     arch = "dit_i"
 
+    @register_to_config
     def __init__(
         self,
         in_channels: int,
@@ -114,10 +119,6 @@ class DiTI(nn.Module):
         super().__init__()
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not a multiple of patch_size {patch_size}")
-        self.config = dict(
-            in_channels=in_channels, input_size=input_size, patch_size=patch_size, hidden_size=hidden_size,
-            depth=depth, num_heads=num_heads, text_dim=text_dim, mlp_ratio=mlp_ratio, pos_base_size=pos_base_size,
-        )  # fmt: skip
         self.in_channels, self.input_size, self.patch_size = in_channels, input_size, patch_size
         grid = input_size // patch_size
 
