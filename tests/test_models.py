@@ -1,5 +1,5 @@
-"""DiT-I and CAD-I: shapes, paper parameter counts, released CAD-I layout, masking, save/load (run folders old and
-new, diffusers), construction unchanged by the diffusers port, learning."""
+"""DiT-I and CAD-I: shapes, paper parameter counts, released CAD-I layout and snapshot loading, masking, save/load
+(run folders old and new, diffusers), construction unchanged by the diffusers port, learning."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ from imagenet_t2i.models import (CADI, SIZES, DiTI, build_model, cad_i, count_pa
                                  save_pretrained)
 from imagenet_t2i.models.dit_i import DiTBlock, FinalLayer, TimestepEmbedder, sincos_2d
 from imagenet_t2i.models.layers import feed_forward
+from imagenet_t2i.released import load_released, released_kwargs
 
 FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures" / "cad_i"
 ARCHS = ["dit_i", "cad_i"]
@@ -361,3 +362,85 @@ def test_construction_under_a_seed_is_unchanged(arch, overrides):
     assert torch.equal(torch.rand(3), after_frozen)
     assert list(state) == list(frozen)
     assert all(torch.equal(state[k], frozen[k]) and state[k].dtype == frozen[k].dtype for k in state)
+
+
+# ---- released CAD-I: a snapshot folder in the release's layout -------------------------------------------------
+
+# CAD-I's config.json as inferred (released.py): the CADRINTextCond kwargs, written by huggingface_hub's mixin.
+RELEASED_L_CONFIG = {
+    "bias_init": "zeros", "compute_dropout": 0, "compute_heads": 16, "compute_stochastic_depth": 0,
+    "concat_cond_token_to_latents": False, "data_dim": 256, "data_mlp_multiplier": 4,
+    "data_positional_embedding_type": "learned", "data_size": 32, "label_dim": 2048, "latent_mlp_multiplier": 4,
+    "latents_dim": 1024, "noise_embedding_type": "positional", "num_blocks": 4, "num_cond_tokens": 77,
+    "num_input_channels": 4, "num_latents": 256, "num_processing_layers": 4, "num_text_registers": 16,
+    "path_size": 2, "read_write_heads": 16, "rw_dropout": 0.0, "rw_stochastic_depth": 0, "time_scaling": 1000.0,
+    "use_16_bits_layer_norm": False, "use_biases": True, "use_cond_rin_block": True, "use_cond_token": True,
+    "weight_init": "xavier_uniform",
+}  # fmt: skip
+SMALL_RELEASED = {**RELEASED_L_CONFIG, "data_size": 8, "data_dim": 16, "num_latents": 8, "latents_dim": 32,
+                  "num_blocks": 1, "num_processing_layers": 1, "compute_heads": 2, "read_write_heads": 2,
+                  "num_text_registers": 4, "label_dim": 24}
+
+
+def write_released_snapshot(folder: Path, config: dict, state: dict[str, torch.Tensor]) -> Path:
+    """A snapshot as the hub serves it: README, config.json as PyTorchModelHubMixin writes it, model.safetensors."""
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n")
+    (folder / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_released_config_maps_to_the_released_architecture():
+    assert len(json.dumps(RELEASED_L_CONFIG, sort_keys=True, indent=2)) == 792  # the size of CAD-I's config.json
+    kwargs = released_kwargs(RELEASED_L_CONFIG)
+    assert kwargs == {**SIZES["cad_i"]["L_coherence"], "num_text_registers": 16, "num_text_layers": 2,
+                      "text_heads": 16, "read_write_heads": 16, "mlp_ratio": 4}
+    with torch.device("meta"):
+        model = CADI(**kwargs)
+    assert count_parameters(model) == 331_548_944
+    expected = _fixture("released_cad_i_L_state_dict.tsv")
+    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == expected
+
+
+def test_load_released_snapshot(tmp_path):
+    torch.manual_seed(0)
+    source = perturb(CADI(**released_kwargs(SMALL_RELEASED)))
+    source.eval()
+    snapshot = write_released_snapshot(tmp_path / "CAD-I", SMALL_RELEASED, source.state_dict())
+    model, sampling = load_released(snapshot)
+    assert isinstance(model, CADI) and model.coherence and model.build_kwargs == source.build_kwargs
+    assert model.build_kwargs["text_heads"] == 16 and model.build_kwargs["in_channels"] == 4
+    a, b = model.state_dict(), source.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    gen = torch.Generator().manual_seed(0)
+    x, text = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 5, 24, generator=gen)
+    mask, gamma = torch.ones(2, 5, dtype=torch.bool), torch.tensor([0.3, 0.8])
+    assert torch.equal(model(x, gamma, text, mask)[0], source(x, gamma, text, mask)[0])
+    assert (sampling.guidance, sampling.clamp, sampling.coherence, sampling.steps) == (16.0, 1.2, (1.0, 0.0), 250)
+    model.save_pretrained(tmp_path / "ours")  # from there on, a diffusers model of ours
+    assert CADI.from_pretrained(tmp_path / "ours").build_kwargs == model.build_kwargs
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [({"concat_cond_token_to_latents": None}, "concat_cond_token_to_latents"),  # absent: the official default True
+     ({"modulate_conditioning": True}, "modulate_conditioning"),
+     ({"data_mlp_multiplier": 2}, "mlp_ratio"),
+     ({"colour": 1}, "unknown keys"),
+     ({"label_dim": None}, "required keys")],
+)
+def test_released_configs_we_do_not_build_are_refused(change, match):
+    config = {k: v for k, v in {**SMALL_RELEASED, **change}.items() if v is not None}
+    with pytest.raises(ValueError, match=match):
+        released_kwargs(config)
+
+
+def test_released_weights_must_fit(tmp_path):
+    torch.manual_seed(0)
+    state = CADI(**released_kwargs(SMALL_RELEASED)).state_dict()
+    prefixed = write_released_snapshot(tmp_path / "a", SMALL_RELEASED, {f"_orig_mod.{k}": v for k, v in state.items()})
+    with pytest.raises(ValueError, match="does not fit"):
+        load_released(prefixed)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_released(tmp_path / "nothing")

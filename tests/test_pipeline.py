@@ -94,7 +94,8 @@ def test_paper_layout_pipeline_gives_the_cli_images(tmp_path):
     pipe.save_pretrained(tmp_path / "pipe")
     loaded = ImageNetT2IPipeline.from_pretrained(tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
-    assert index["vae"] == ["diffusers", "AutoencoderKL"] and index["text_encoder"] == ["transformers", "T5EncoderModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    assert index["text_encoder"] == ["transformers", "T5EncoderModel"]
     check_same_images(loaded, want, want_png, tmp_path / "png")
 
 
