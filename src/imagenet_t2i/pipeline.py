@@ -88,11 +88,11 @@ class ImageNetT2IPipeline(DiffusionPipeline):
         """Images prompt-major (prompt 0's ``num_images_per_prompt`` images first).
 
         ``guidance_scale`` / ``num_inference_steps`` default to the pipeline config; the x0 clamp is
-        ``config.clamp``. Image j of prompt i starts from the noise of ``sample_seed(seed, i, j)``; a
-        ``generator`` given instead stands for ``seed = generator.initial_seed()`` (the seed rule needs an
-        integer). ``batch_size`` images go through the model at once (as `sample.generate`; CPU kernels may
-        round differently for other batch shapes). ``output_type``: "pil" (PIL images) or "uint8"
-        ((N, H, W, 3) uint8 array).
+        ``config.clamp``. Image j of prompt i (its index in ``prompt``) starts from the noise of
+        ``sample_seed(seed, i, j)``; a ``generator`` given instead stands for ``seed = generator.initial_seed()``
+        (the seed rule needs an integer). ``batch_size`` images go through the model at once (as
+        `sample.generate`; CPU kernels may round differently for other batch shapes). ``output_type``: "pil"
+        (PIL images) or "uint8" ((N, H, W, 3) uint8 array).
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type {output_type!r}: use one of {list(OUTPUT_TYPES)}")
@@ -106,7 +106,7 @@ class ImageNetT2IPipeline(DiffusionPipeline):
                                       self.config.text_batch_size)
         uncond = torch.from_numpy(text_encoder.encode([""])[0]).float()  # (L0, D), as the shards stage stores it
         autoencoder = PixelAutoencoder() if self.vae is None else LoadedVAE(self.vae)
-        sample_cfg = {"steps": num_inference_steps or self.config.num_inference_steps,
+        sample_cfg = {"steps": self.config.num_inference_steps if num_inference_steps is None else num_inference_steps,
                       "guidance": self.config.guidance_scale if guidance_scale is None else guidance_scale,
                       "clamp": self.config.clamp}
         batches = generate(self.model, autoencoder, text_encoder, uncond, flat, seeds, sample_cfg,
