@@ -62,7 +62,7 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(SMOKE), *args]
+           "--cores", "2", *args, "--configfile", str(SMOKE)]  # targets first: --configfile takes every word after it
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -125,11 +125,12 @@ def test_training_and_sampling_ran_for_every_run(smoke):
 
 
 def test_a_lost_caption_chunk_is_redone_alone(smoke):
-    """A chunk killed mid-way leaves no output (tests/test_caption_chunks.py); the rerun redoes that chunk only."""
+    """A chunk killed mid-way leaves no output (tests/test_caption_chunks.py), so the set's caption file was never
+    merged; the rerun redoes that chunk only, then the merge."""
     workdir, results = smoke
     parts = results / "captions" / "parts" / "train_ta"
     kept = {p.name: p.stat().st_mtime_ns for p in parts.glob("0000-of-0002*")}
-    for f in parts.glob("0001-of-0002*"):
+    for f in [*parts.glob("0001-of-0002*"), results / "captions" / "train_ta.jsonl"]:
         f.unlink()
     proc = _snakemake(workdir, str(Path("results/paper_smoke/captions/train_ta.jsonl")))
     assert {p.name: p.stat().st_mtime_ns for p in parts.glob("0000-of-0002*")} == kept

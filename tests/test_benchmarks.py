@@ -1,0 +1,28 @@
+"""The benchmark scripts run (at tiny size on the CPU) and print their tables: they must not rot between GPU runs."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+
+def _run(script: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("script, args, expect", [
+    ("caption_throughput.py", ["--size", "tiny", "--device", "cpu", "--batch-sizes", "2", "--images", "4",
+                               "--new-tokens", "8"], ["img/s", "real", "cutmix", "crop"]),
+    ("encode_throughput.py", ["--size", "tiny", "--device", "cpu", "--batch-sizes", "4", "--images", "8"],
+     ["img/s", "real", "cutmix", "crop"]),
+])
+def test_benchmark_runs_at_tiny_size(script, args, expect):
+    out = _run(script, *args)
+    for word in expect:
+        assert word in out, f"{script}: {word!r} missing from\n{out}"
