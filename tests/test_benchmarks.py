@@ -20,7 +20,7 @@ def _run(script: str, *args: str) -> str:
     ("caption_throughput.py", ["--size", "tiny", "--device", "cpu", "--batch-sizes", "2", "--images", "4",
                                "--new-tokens", "8"], ["img/s", "real", "cutmix", "crop"]),
     ("encode_throughput.py", ["--size", "tiny", "--device", "cpu", "--batch-sizes", "4", "--images", "8"],
-     ["img/s", "real", "cutmix", "crop"]),
+     ["items/s", "real", "cutmix", "crop"]),
 ])
 def test_benchmark_runs_at_tiny_size(script, args, expect):
     out = _run(script, *args)
