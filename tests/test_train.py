@@ -118,3 +118,26 @@ def test_hyperparameters_come_from_the_config_on_resume(tiny_shards, tmp_path):
     state = torch.load(tmp_path / "state" / "last.pt", weights_only=False)
     assert state["ema"]["decay"] == 0.5
     assert {g["weight_decay"] for g in state["optimizer"]["param_groups"]} == {0.2, 0.0}
+
+
+def test_a_rerun_restores_removed_outputs_and_restarts_on_new_shards(tiny_shards, tmp_path):
+    """Snakemake removes a rerun job's outputs: a finished state brings the evaluation checkpoints back without
+    training; a state trained on other shards (a rebuilt set) is not resumed."""
+    import json
+    import shutil
+
+    cfg = tiny_run("dit_i", augment="none", steps=6)
+    out, state = tmp_path / "out", tmp_path / "state"
+    Trainer(cfg, str(tiny_shards), str(out), str(state))()
+    ckpt = _weights(out / "checkpoints" / "step-0000004")
+    shutil.rmtree(out)
+    again = Trainer(cfg, str(tiny_shards), str(out), str(state))()
+    assert again["resumed_from"] == [6]  # nothing retrained
+    restored = _weights(out / "checkpoints" / "step-0000004")
+    assert all(torch.equal(ckpt[k], restored[k]) for k in ckpt)
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny_shards, shards)
+    manifest = shards / "train_ta" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "fingerprint": "rebuilt"}))
+    fresh = Trainer(cfg, str(shards), str(out), str(state))()
+    assert fresh["resumed_from"] == [] and fresh["step"] == 6

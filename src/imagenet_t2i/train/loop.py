@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -111,8 +113,18 @@ class Trainer(submitit.helpers.Checkpointable):
         uncond = load_uncond(self.shard_root / sets["train"])[0][0].to(acc.device)  # (L0, D)
         stop_request = StopRequest(world)
         step, nonfinite, log, resumed_from = 0, 0, [], []
-        if self._state_path().exists():
-            state = torch.load(self._state_path(), weights_only=False, map_location="cpu")
+        inputs = {"model": cfg["model"], "seed": cfg["seed"],
+                  "shards": {role: read_json(self.shard_root / name / "manifest.json")["fingerprint"]
+                             for role, name in sets.items()}}
+        state = torch.load(self._state_path(), weights_only=False, map_location="cpu") \
+            if self._state_path().exists() else None
+        if state is not None and state.get("inputs") != inputs:  # trained on other shards / another model
+            if main:
+                print(f"[{cfg['name']}] {self._state_path()} was trained on other inputs ({state.get('inputs')}): "
+                      "starting again from step 0", flush=True)
+                shutil.rmtree(self.state_dir / "checkpoints", ignore_errors=True)
+            state = None
+        if state is not None:
             if len(state["generators"]) != world:
                 raise RuntimeError(f"{self._state_path()} was saved with {len(state['generators'])} ranks, this job has "
                                    f"{world}: resume with the same number of GPUs or delete the state folder")
@@ -152,7 +164,8 @@ class Trainer(submitit.helpers.Checkpointable):
                 state = {"step": step, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                          "ema": ema.state_dict(),
                          "generators": generators, "streams": {r: s.state_dict() for r, s in streams.items()},
-                         "nonfinite": nonfinite, "log": log, "layout": layout, "resumed_from": resumed_from}
+                         "nonfinite": nonfinite, "log": log, "layout": layout, "resumed_from": resumed_from,
+                         "inputs": inputs}
                 self.state_dir.mkdir(parents=True, exist_ok=True)
                 with atomic_write(self._state_path(), "wb") as f:
                     torch.save(state, f)
@@ -224,14 +237,16 @@ class Trainer(submitit.helpers.Checkpointable):
                           f"lr {lr:.2e} {rate * tcfg['batch_size']:.0f} img/s "
                           f"eta {(stop - step) / max(rate, 1e-9):.0f}s", flush=True)
                     t_report, step_at_report = now, step
-                if main and step in tcfg["eval_checkpoints"]:
-                    self._save_weights(raw_model, ema, self.out_dir / "checkpoints" / f"step-{step:07d}")
+                if main and step in tcfg["eval_checkpoints"]:  # kept in the state too: a rerun restores it
+                    self._save_weights(raw_model, ema, self.state_dir / "checkpoints" / f"step-{step:07d}")
                 if step % tcfg["checkpoint_every"] == 0 or step == stop:
                     save_state()
         finally:
             stop_request.restore()
             for s in streams.values():
                 s.close()
+        if main:
+            self._publish_checkpoints(step)
         if step < total:
             return summary()
         if main:
@@ -239,6 +254,17 @@ class Trainer(submitit.helpers.Checkpointable):
             self._write_log(log)
         stop_request.barrier()
         return summary(parameters=n_params, final_loss=log[-1]["loss"] if log else math.nan)
+
+    def _publish_checkpoints(self, step: int) -> None:
+        """Every evaluation checkpoint reached so far, hard-linked from the state into the run's outputs (a rerun
+        after Snakemake removed the outputs gets them back without retraining)."""
+        for name in sorted(p.name for p in (self.state_dir / "checkpoints").glob("step-*")):
+            dst = self.out_dir / "checkpoints" / name
+            if int(name.removeprefix("step-")) <= step and not dst.exists():
+                tmp = dst.with_name(f".{name}.tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(self.state_dir / "checkpoints" / name, tmp, copy_function=_link_or_copy)
+                os.replace(tmp, dst)
 
     def _save_weights(self, model: torch.nn.Module, ema: Ema, folder: Path) -> None:
         """EMA weights of ``model`` (unwrapped) as a loadable model folder, plus the objective the sampler must match."""
@@ -252,3 +278,11 @@ class Trainer(submitit.helpers.Checkpointable):
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
             w.writeheader()
             w.writerows(rows)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no copy of the weights), or a copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
