@@ -32,6 +32,12 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/paper.smk"
 
 
+rule download_weights:
+    """Every model and file of the config's weights block, fetched once (run it where the network is reachable)."""
+    input:
+        wf.all_weights(config),
+
+
 rule reproduce_all:
     """Every run trained and sampled; every table and figure of the config built."""
     default_target: True

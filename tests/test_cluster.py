@@ -1,5 +1,6 @@
 """Cluster settings from config: sbatch options of the training job, stage resources, batch layout checks."""
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
 
     cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "reproduce_all", "--configfile", str(REPO / "config" / "paper.yaml"),
-           "--profile", str(REPO / "workflow" / "profiles" / "slurm")]
+           "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "--printshellcmds"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ)).stdout
     jobs, rule, wildcards = {}, None, {}
     for line in out.splitlines():
@@ -92,4 +93,26 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     for rule in ("captions_ta_chunk", "shards_chunk", "sample_grid", "prompt_embeddings"):
         assert jobs[rule] and all("gpu=1" in r and "runtime=720" in r and "mem_mb=64000" in r for _, r in jobs[rule]), rule
     assert sorted(w["weights"] for w, _ in jobs["weights"]) == sorted(paper["weights"])  # downloads, planned
-    assert "train" in jobs and len(jobs["train"]) == 10
+    runs = paper["runs"]
+    assert "train" in jobs and len(jobs["train"]) == len(runs)
+    # evaluation of every run: benchmark sampling on GPUs, the official perception, scoring, FID and friends
+    for rule in ("geneval_sample", "geneval_detect", "geneval_score", "dpg_sample", "dpg_answer", "dpg_score"):
+        assert sorted(w["run"] for w, _ in jobs[rule]) == sorted(runs), rule
+    for rule in ("geneval_sample", "geneval_detect", "dpg_sample", "dpg_answer", "fd", "fd_reference"):
+        assert all("gpu=1" in r for _, r in jobs[rule]), rule
+    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(runs)
+    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 3
+    assert out.count("geneval_official.py --images") == len(runs)  # the official scripts, in their conda envs
+    assert out.count("dpg_official.py --grids") == len(runs)
+
+
+def test_official_perception_rules_name_existing_conda_environments():
+    """The official GenEval / DPG rules run in their own environments (never imported by the main one)."""
+    import re
+
+    rules = (REPO / "workflow" / "rules" / "evaluate.smk").read_text()
+    envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', rules)
+    assert sorted(Path(e).name for e in envs) == ["dpg.yaml", "geneval.yaml"]
+    for env in envs:
+        text = (REPO / "workflow" / "rules" / env).resolve().read_text()
+        assert "UNTESTED" in text and "dependencies:" in text

@@ -376,12 +376,18 @@ def cmd_geneval_prompts(args: argparse.Namespace) -> None:
 
     config = _config(args.config)
     g = config["eval"]["geneval"]
-    if g["vocabulary"] == "world":
-        classes, colors = config["source"]["classes"], config["source"]["colors"]
-    else:
-        classes, colors = read_class_names(g["vocabulary"]), None
     t0 = time.time()
-    rows = generate_prompts(classes, seed=g["seed"], n_per_task=g["n_per_task"], **({"colors": colors} if colors else {}))
+    if g["vocabulary"] == "coco":  # the official 553 prompts (80 COCO names, seed 43), byte for byte
+        from .evaluation.official_files import paper_geneval_prompts
+
+        rows = paper_geneval_prompts(seed=g["seed"])
+    else:
+        if g["vocabulary"] == "world":
+            classes, colors = config["source"]["classes"], config["source"]["colors"]
+        else:
+            classes, colors = read_class_names(g["vocabulary"]), None
+        rows = generate_prompts(classes, seed=g["seed"], n_per_task=g["n_per_task"],
+                                **({"colors": colors} if colors else {}))
     write_prompts(args.out, rows)
     print(f"{args.out}: {len(rows)} prompts")
     _provenance("geneval_prompts", g, {}, args.out, t0)
@@ -404,10 +410,31 @@ def cmd_geneval_detect(args: argparse.Namespace) -> None:
     from .evaluation.detector import detect_folder
 
     config = _config(args.config)
-    _require_tiny_perception(config, "GenEval detector (Mask2Former + CLIP)")
+    perception, g = config["eval"]["perception"], config["eval"]["geneval"]
     t0 = time.time()
+    if perception == "portable":  # transformers Mask2Former + CLIP: not the official number (docs/evaluation.md)
+        from .encode.autoencoder import default_device
+        from .evaluation.geneval_portable import MMDET_TEST_SIZE, perceive_portable
+
+        size = g.get("image_size", "mmdet")
+        image_size = MMDET_TEST_SIZE if size == "mmdet" else None if size is None else {"shortest_edge": size}
+        meta = perceive_portable(args.images, args.out, _weights_path(config, g["detector"]),
+                                 _weights_path(config, g["clip"]), device=default_device(), image_size=image_size)
+        _provenance("geneval_detect", {"perception": "portable", **meta}, {"images": args.images}, args.out, t0)
+        return
+    _require_tiny_perception(config, "GenEval detector (Mask2Former + CLIP)")
     detect_folder(args.images, args.out)
     _provenance("geneval_detect", {"perception": "tiny"}, {"images": args.images}, args.out, t0)
+
+
+def _weights_path(config: dict, name: str) -> str:
+    """A weights entry's folder (or its ``path``)."""
+    from .weights import weights_dir
+
+    spec = config["weights"].get(name)
+    if spec is None:
+        raise ConfigError(f"config: weights entry '{name}' is not defined (defined: {sorted(config['weights'])})")
+    return spec["path"] if "path" in spec else weights_dir(config, name)
 
 
 def cmd_geneval_score(args: argparse.Namespace) -> None:
@@ -443,9 +470,25 @@ def cmd_dpg_benchmark(args: argparse.Namespace) -> None:
     from .evaluation.dpg_tiny import benchmark_items, write_benchmark
 
     config = _config(args.config)
-    _require_tiny_perception(config, "DPG-Bench question set (dpg_bench.csv + mPLUG)")
     src, d = config["source"], config["eval"]["dpg"]
     t0 = time.time()
+    if d.get("questions"):  # paper scale: the 1,065 official prompts and the official question file
+        import shutil
+
+        from .evaluation.official_files import check_dpg_csv, dpg_prompts
+        from .io import atomic_write, write_jsonl
+        from .weights import weights_file
+
+        csv = weights_file(config, d["questions"])
+        blob = check_dpg_csv(csv)
+        out = Path(args.out)
+        write_jsonl(out / "prompts.jsonl", dpg_prompts())
+        with atomic_write(out / "questions.csv", "wb") as f, open(csv, "rb") as src_f:
+            shutil.copyfileobj(src_f, f)
+        for name in ("prompts.jsonl", "questions.csv"):
+            _provenance("dpg_benchmark", {"official": True, "questions_blob": blob}, {"questions": csv}, out / name, t0)
+        return
+    _require_tiny_perception(config, "DPG-Bench question set (dpg_bench.csv + mPLUG)")
     paths = write_benchmark(args.out, benchmark_items(src["classes"], src["colors"], src["backgrounds"], d["n_items"],
                                                       d["seed"], src["resolution"]))
     for p in paths.values():
@@ -497,14 +540,59 @@ def cmd_fd_train_net(args: argparse.Namespace) -> None:
     _provenance("feature_net", net, {"train": args.train, "val": args.val}, args.out, t0)
 
 
+def cmd_fd_reference(args: argparse.Namespace) -> None:
+    from .encode.autoencoder import default_device
+    from .evaluation.image_metrics import write_reference_stats
+    from .evaluation.paper_metrics import load_extractors, reference_images
+
+    config = _config(args.config)
+    fid = config["eval"]["fid"]
+    t0 = time.time()
+    extractors, _ = load_extractors(config, default_device())
+    res = config["source"]["resolution"]
+    paths = write_reference_stats(reference_images(args.images, res), extractors,
+                                  f"{args.images}: {config['source']['backend']} val, resize {res} + centre crop",
+                                  args.out, batch_size=fid["batch_size"])
+    print(f"{args.out}: reference statistics {sorted(paths)}")
+    _provenance("fd_reference", fid, {"images": args.images, **{n: _weights_path(config, fid[n]) for n in
+                                                                 ("inception", "dinov2", "clip") if fid.get(n)}},
+                args.out, t0)
+
+
+def _fd_paper(args: argparse.Namespace, config: dict, t0: float) -> None:
+    """FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore of one sample per val caption, streamed."""
+    from .encode.autoencoder import default_device
+    from .evaluate import caption_samples
+    from .evaluation.image_metrics import fid_report
+    from .evaluation.paper_metrics import flat_scores, load_extractors
+    from .io import write_json
+
+    fid = config["eval"]["fid"]
+    extractors, scorer = load_extractors(config, default_device())
+    batches, captions = caption_samples(args.model, args.captions, fid["num_samples"],
+                                        *_eval_backends(config, args.uncond, args.embeddings),
+                                        _eval_sample_cfg(config), args.batch_size)
+    report = fid_report(batches, extractors, {e.name: Path(args.reference) / f"{e.name}.npz" for e in extractors},
+                        k=fid["k"], batch_size=fid["batch_size"], prompts=captions, clip_scorer=scorer)
+    scores = flat_scores(report)
+    write_json(args.out, scores)
+    print(f"{args.out}: FID {scores['fd']:.3f}")
+    _provenance("fd", {**fid, "sample": _sampling_record(config, args.batch_size)},
+                {"model": args.model, "captions": args.captions, "reference": args.reference,
+                 **_embeddings_input(args)}, args.out, t0)
+
+
 def cmd_fd_score(args: argparse.Namespace) -> None:
     from .evaluate import sample_captions
     from .evaluation.features import fd_report, load_feature_net, load_images
     from .io import write_json
 
     config = _config(args.config)
-    fd = config["eval"]["fd"]
     t0 = time.time()
+    if config["eval"].get("fid"):
+        _fd_paper(args, config, t0)
+        return
+    fd = config["eval"]["fd"]
     fake = sample_captions(args.model, args.captions, fd["num_samples"],
                            *_eval_backends(config, args.uncond, args.embeddings), _eval_sample_cfg(config),
                            args.batch_size)
@@ -687,10 +775,14 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--train", "--val", "--out"):
         sp.add_argument(a, required=True)
     sp = leaf(fdp, "score", cmd_fd_score, "sample val captions and compare with the val images")
-    for a in ("--model", "--captions", "--reference", "--net", "--uncond", "--out"):
+    for a in ("--model", "--captions", "--reference", "--uncond", "--out"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--net", help="the tiny world's feature network (paper scale: the eval.fid weights)")
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
+    sp = leaf(fdp, "reference", cmd_fd_reference, "paper scale: reference statistics of the val images, once")
+    for a in ("--images", "--out"):
+        sp.add_argument(a, required=True)
     sp = add("table", cmd_table, "build one paper table (CSV, Markdown, LaTeX) from the score files")
     sp.add_argument("--table", required=True)
     sp.add_argument("--out", required=True, help="results/<cfg>/tables/<id>.csv")

@@ -7,6 +7,7 @@ per prompt and keep the prompts an earlier, killed run completed (`imagenet_t2i.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +62,23 @@ def sample_colour_probe(model_dir: str | Path, rows: list[dict], out_dir: str | 
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for per_prompt in paths for p in per_prompt])
 
 
-def sample_captions(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
+def caption_samples(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
                     text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict,
-                    batch_size: int = 64) -> torch.Tensor:
-    """One sample per caption for the first ``num`` captions (FD against the images they describe), (N, 3, H, W)
-    in [-1, 1]; caption i is sample 0 of prompt i under seed ``sample.seed + 1``."""
+                    batch_size: int = 64) -> tuple[Iterator[np.ndarray], list[str]]:
+    """One sample per caption for the first ``num`` captions, streamed as uint8 batches (B, H, W, 3), and the
+    captions; caption i is sample 0 of prompt i under seed ``sample.seed + 1``."""
     captions = [r["caption"] for r in read_jsonl(captions_path)[:num]]
     seeds = [sample_seed(sample_cfg["seed"] + 1, i, 0) for i in range(len(captions))]
     batches = generate(load_pretrained(model_dir), autoencoder, text_encoder, uncond, captions, seeds, sample_cfg,
-                       model_objective(model_dir), batch_size)
+                       model_objective(model_dir), batch_size, progress=True)
+    return batches, captions
+
+
+def sample_captions(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
+                    text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict,
+                    batch_size: int = 64) -> torch.Tensor:
+    """`caption_samples` all at once (the tiny world's FD), (N, 3, H, W) in [-1, 1]."""
+    batches, _ = caption_samples(model_dir, captions_path, num, autoencoder, text_encoder, uncond, sample_cfg,
+                                 batch_size)
     images = np.concatenate(list(batches))  # (N, H, W, 3)
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0

@@ -91,6 +91,38 @@ def weights_inputs(config: dict, *parts: str) -> list[str]:
     return [weights_dir(config, n) for n in dict.fromkeys(names) if n]
 
 
+def named_weights(config: dict, *names: str | None) -> list[str]:
+    """Folders of these ``weights`` entries that a rule fetches (``path`` entries are read in place; None skipped)."""
+    from .weights import weights_dir
+
+    specs = config.get("weights", {})
+    return [weights_dir(config, n) for n in dict.fromkeys(names) if n and "path" not in specs[n]]
+
+
+def portable_geneval(config: dict) -> list[str]:
+    """The weights entries portable GenEval perception loads (none for the tiny perception)."""
+    g = config["eval"]["geneval"]
+    return [g["detector"], g["clip"]] if config["eval"]["perception"] == "portable" else []
+
+
+def weights_file(config: dict, name: str | None) -> str:
+    """The single file of a ``url`` weights entry ("" when unnamed)."""
+    from .weights import weights_file as file_of
+
+    return file_of(config, name) if name else ""
+
+
+def all_weights(config: dict) -> list[str]:
+    """Every fetched weights folder of the config (the ``download_weights`` target)."""
+    return named_weights(config, *config.get("weights", {}))
+
+
+def fid_weights(config: dict) -> list[str]:
+    """The feature networks of ``eval.fid`` (paper scale)."""
+    fid = config["eval"].get("fid", {})
+    return named_weights(config, fid.get("inception"), fid.get("dinov2"), fid.get("clip"))
+
+
 def caption_weights(config: dict, kind: str) -> list[str]:
     """The VLM's weights a caption set needs: none for AIO or the scene captioner."""
     return weights_inputs(config, "captions") if kind == "ta" and config["captions"]["backend"] != "scene" else []

@@ -67,21 +67,53 @@ rule geneval_sample:
         "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
 
 
-rule geneval_detect:
-    """Perception: raw detections of every GenEval sample."""
-    input:
-        f"{R}/eval/{{run}}/geneval/images",
-    output:
-        f"{R}/eval/{{run}}/geneval/detections.jsonl",
-    params:
-        code=CODE,
-    log:
-        f"{R}/logs/geneval_detect_{{run}}.log",
-    threads: wf.stage_threads(config, "gpu")
-    resources:
-        **wf.stage_resources(config, "gpu", mem_mb=2000),
-    shell:
-        "imagenet-t2i geneval detect --config {CFG} --images {input} --out {output} > {log} 2>&1"
+if config["eval"]["perception"] == "official":
+
+    rule geneval_detect:
+        """Perception, official: Mask2Former Swin-S (mmdet 2.x) + open_clip ViT-L-14 in envs/geneval.yaml (untested here)."""
+        input:
+            images=f"{R}/eval/{{run}}/geneval/images",
+            detector=wf.named_weights(config, config["eval"]["geneval"].get("detector")),
+            clip=wf.named_weights(config, config["eval"]["geneval"].get("clip")),
+        output:
+            detections=f"{R}/eval/{{run}}/geneval/detections.jsonl",
+            meta=f"{R}/eval/{{run}}/geneval/detections.jsonl.meta.json",
+        params:
+            code=CODE,
+            script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/geneval_official.py",
+            mmdet_config=config["eval"]["geneval"].get("mmdet_config"),
+            checkpoint=wf.weights_file(config, config["eval"]["geneval"].get("detector")),
+            clip=wf.weights_file(config, config["eval"]["geneval"].get("clip")),
+        conda:
+            "../../envs/geneval.yaml"
+        log:
+            f"{R}/logs/geneval_detect_{{run}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "python {params.script} --images {input.images} --out {output.detections} --config {params.mmdet_config} "
+            "--checkpoint {params.checkpoint} --clip-pretrained {params.clip} --meta {output.meta} > {log} 2>&1"
+
+else:
+
+    rule geneval_detect:
+        """Perception: raw detections of every GenEval sample (tiny: the pixel detector; portable: transformers)."""
+        input:
+            images=f"{R}/eval/{{run}}/geneval/images",
+            weights=wf.named_weights(config, *wf.portable_geneval(config)),
+        output:
+            f"{R}/eval/{{run}}/geneval/detections.jsonl",
+        params:
+            code=CODE,
+            perception=config["eval"]["perception"],
+        log:
+            f"{R}/logs/geneval_detect_{{run}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=2000),
+        shell:
+            "imagenet-t2i geneval detect --config {CFG} --images {input.images} --out {output} > {log} 2>&1"
 
 
 rule geneval_score:
@@ -102,7 +134,9 @@ rule geneval_score:
 
 
 rule dpg_benchmark:
-    """The DPG-style benchmark of the world: dense prompts and question graphs."""
+    """DPG-Bench prompts and questions: the official 1,065 and dpg_bench.csv (paper), or the world's (tiny)."""
+    input:
+        wf.named_weights(config, config["eval"]["dpg"].get("questions")),
     output:
         prompts=f"{R}/eval/dpg/prompts.jsonl",
         questions=f"{R}/eval/dpg/questions.csv",
@@ -139,23 +173,52 @@ rule dpg_sample:
         "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
 
 
-rule dpg_answer:
-    """Perception: yes/no answers to every question on every cell."""
-    input:
-        grids=f"{R}/eval/{{run}}/dpg/grids",
-        questions=f"{R}/eval/dpg/questions.csv",
-    output:
-        f"{R}/eval/{{run}}/dpg/answers.jsonl",
-    params:
-        code=CODE,
-    log:
-        f"{R}/logs/dpg_answer_{{run}}.log",
-    threads: wf.stage_threads(config, "gpu")
-    resources:
-        **wf.stage_resources(config, "gpu", mem_mb=2000),
-    shell:
-        "imagenet-t2i dpg answer --config {CFG} --grids {input.grids} --questions {input.questions} "
-        "--out {output} > {log} 2>&1"
+if config["eval"]["perception"] == "tiny":
+
+    rule dpg_answer:
+        """Perception: yes/no answers to every question on every cell."""
+        input:
+            grids=f"{R}/eval/{{run}}/dpg/grids",
+            questions=f"{R}/eval/dpg/questions.csv",
+        output:
+            f"{R}/eval/{{run}}/dpg/answers.jsonl",
+        params:
+            code=CODE,
+        log:
+            f"{R}/logs/dpg_answer_{{run}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=2000),
+        shell:
+            "imagenet-t2i dpg answer --config {CFG} --grids {input.grids} --questions {input.questions} "
+            "--out {output} > {log} 2>&1"
+
+else:
+
+    rule dpg_answer:
+        """Perception, official: ModelScope mPLUG large VQA on every cell in envs/dpg.yaml (untested here)."""
+        input:
+            grids=f"{R}/eval/{{run}}/dpg/grids",
+            questions=f"{R}/eval/dpg/questions.csv",
+            vqa=wf.named_weights(config, config["eval"]["dpg"].get("vqa")),
+        output:
+            answers=f"{R}/eval/{{run}}/dpg/answers.jsonl",
+            meta=f"{R}/eval/{{run}}/dpg/answers.jsonl.meta.json",
+        params:
+            code=CODE,
+            script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/dpg_official.py",
+            model=lambda w, input: f"--model {input.vqa}" if input.vqa else "",
+            resolution=config["source"]["resolution"],
+        conda:
+            "../../envs/dpg.yaml"
+        log:
+            f"{R}/logs/dpg_answer_{{run}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "python {params.script} --grids {input.grids} --questions {input.questions} --out {output.answers} "
+            "--resolution {params.resolution} {params.model} --meta {output.meta} > {log} 2>&1"
 
 
 rule dpg_score:
@@ -173,50 +236,97 @@ rule dpg_score:
         "imagenet-t2i dpg score --questions {input.questions} --answers {input.answers} --out {output} > {log} 2>&1"
 
 
-rule feature_net:
-    """The tiny world's FD feature network, trained once on the train split (Inception's role)."""
-    input:
-        train=f"{R}/data/train",
-        val=f"{R}/data/val",
-    output:
-        directory(f"{R}/eval/feature_net"),
-    params:
-        code=CODE,
-        fd=config["eval"]["fd"],
-    log:
-        f"{R}/logs/feature_net.log",
-    threads: wf.stage_threads(config, "gpu")
-    resources:
-        **wf.stage_resources(config, "gpu", mem_mb=2000),
-    shell:
-        "imagenet-t2i fd train-net --config {CFG} --train {input.train} --val {input.val} --out {output} > {log} 2>&1"
+if config["eval"].get("fid"):
+
+    rule fd_reference:
+        """Paper scale: Inception / DINOv2 / CLIP statistics of the val images (resize + centre crop), once."""
+        input:
+            images=f"{R}/data/val",
+            weights=wf.fid_weights(config),
+        output:
+            directory(f"{R}/eval/fd_reference"),
+        params:
+            code=CODE,
+            fid=config["eval"]["fid"],
+        log:
+            f"{R}/logs/fd_reference.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i fd reference --config {CFG} --images {input.images} --out {output} > {log} 2>&1"
+
+    rule fd:
+        """Paper scale: FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore of one sample per val caption (streamed)."""
+        input:
+            model=lambda w: wf.model_dir(config, w.run, w.ckpt),
+            vae=wf.weights_inputs(config, "autoencoder"),
+            captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
+            reference=f"{R}/eval/fd_reference",
+            uncond=lambda w: wf.run_shards(config, w.run)[0],
+            embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
+        output:
+            f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+        params:
+            code=CODE,
+            fid=config["eval"]["fid"],
+            sample=config["sample"],
+        log:
+            f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
+            "--reference {input.reference} --uncond {input.uncond} --embeddings {input.embeddings} "
+            "--out {output} > {log} 2>&1"
+
+else:
+
+    rule feature_net:
+        """The tiny world's FD feature network, trained once on the train split (Inception's role)."""
+        input:
+            train=f"{R}/data/train",
+            val=f"{R}/data/val",
+        output:
+            directory(f"{R}/eval/feature_net"),
+        params:
+            code=CODE,
+            fd=config["eval"]["fd"],
+        log:
+            f"{R}/logs/feature_net.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=2000),
+        shell:
+            "imagenet-t2i fd train-net --config {CFG} --train {input.train} --val {input.val} --out {output} > {log} 2>&1"
 
 
-rule fd:
-    """FD, precision/recall/density/coverage of one checkpoint's samples of val captions vs the val images."""
-    input:
-        model=lambda w: wf.model_dir(config, w.run, w.ckpt),
-        vae=wf.weights_inputs(config, "autoencoder"),
-        captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
-        reference=f"{R}/data/val",
-        net=f"{R}/eval/feature_net",
-        uncond=lambda w: wf.run_shards(config, w.run)[0],
-        embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
-    output:
-        f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
-    params:
-        code=CODE,
-        fd=config["eval"]["fd"],
-        sample=config["sample"],
-    log:
-        f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
-    threads: wf.stage_threads(config, "gpu")
-    resources:
-        **wf.stage_resources(config, "gpu", mem_mb=2000),
-    shell:
-        "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
-        "--reference {input.reference} --net {input.net} --uncond {input.uncond} --embeddings {input.embeddings} "
-        "--out {output} > {log} 2>&1"
+    rule fd:
+        """FD, precision/recall/density/coverage of one checkpoint's samples of val captions vs the val images."""
+        input:
+            model=lambda w: wf.model_dir(config, w.run, w.ckpt),
+            vae=wf.weights_inputs(config, "autoencoder"),
+            captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
+            reference=f"{R}/data/val",
+            net=f"{R}/eval/feature_net",
+            uncond=lambda w: wf.run_shards(config, w.run)[0],
+            embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
+        output:
+            f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+        params:
+            code=CODE,
+            fd=config["eval"]["fd"],
+            sample=config["sample"],
+        log:
+            f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=2000),
+        shell:
+            "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
+            "--reference {input.reference} --net {input.net} --uncond {input.uncond} --embeddings {input.embeddings} "
+            "--out {output} > {log} 2>&1"
 
 
 rule colour_probe:

@@ -25,7 +25,10 @@ from ..io import atomic_write, read_json
 from ..provenance import make_record, write_record
 from .reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
 
-FD_METRICS = ("fd", "precision", "recall", "density", "coverage")
+# The fd file's metrics. Tiny world: the feature net's FD and PRDC. Paper scale: fd = FID (Inception), PRDC on
+# Inception features, and FD-DINOv2, FD-CLIP, the Inception Score and CLIPScore of the same samples.
+FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "fd_clip", "inception_score",
+              "clip_score")
 COLOUR_PROBE = "colour_probe"  # tiny-world diagnostic (evaluation/colour_probe.py), not a paper metric
 NOT_RUN = "not run by us"
 TABLE_SUFFIXES = (".csv", ".md", ".tex")

@@ -22,10 +22,21 @@ MODEL_SECTIONS = {"captions": ("captions",), "autoencoder": ("encode", "autoenco
 
 
 def _builders() -> dict[str, Callable[[Path], None]]:
+    from ..evaluation.tiny_feature_nets import save_random_inception, save_tiny_dinov2
+    from ..evaluation.tiny_perception import save_tiny_clip, save_tiny_mask2former  # CLIP with its image processor
     from .tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
     from .tiny_llava import save_tiny_llava_next
 
-    return {"llava_next": save_tiny_llava_next, "autoencoder_kl": save_tiny_autoencoder_kl, "t5": save_tiny_t5}
+    def inception(out: Path) -> None:
+        out.mkdir(parents=True)
+        save_random_inception(out / INCEPTION_FILE)
+
+    return {"llava_next": save_tiny_llava_next, "autoencoder_kl": save_tiny_autoencoder_kl, "t5": save_tiny_t5,
+            "mask2former": save_tiny_mask2former, "clip": save_tiny_clip, "dinov2": save_tiny_dinov2,
+            "inception": inception}
+
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID Inception weights
 
 
 def weights_dir(config: dict, name: str) -> str:
@@ -88,6 +99,8 @@ def fetch(spec: dict, out_dir: str | os.PathLike) -> str:
         what = f"random-init {kind} (seed 0), built offline"
     elif "hub" in spec:
         what = _download(spec, tmp)
+    elif "url" in spec:
+        what = _download_url(spec, tmp)
     else:
         raise ConfigError(f"weights entry {spec}: a 'path' entry is read in place, nothing to fetch")
     write_manifest(tmp)
@@ -107,6 +120,44 @@ def write_manifest(folder: Path) -> None:
     digests = sha256_files(files, desc=f"hash {folder.name}")
     write_json(folder / "manifest.json", {"files": [
         {"name": str(p.relative_to(folder)), "sha256": d, "bytes": p.stat().st_size} for p, d in zip(files, digests)]})
+
+
+def file_name(spec: dict) -> str:
+    """The file a ``url`` entry fetches (``filename``, else the URL's last part)."""
+    return spec.get("filename") or spec["url"].rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+
+
+def weights_file(config: dict, name: str) -> str:
+    """The single file of a ``url`` entry (or of a random-init stand-in of one: the same name)."""
+    spec = config["weights"][name]
+    if "path" in spec:
+        return spec["path"]
+    fname = INCEPTION_FILE if spec.get("random_init") == "inception" else file_name(spec)
+    return f"{weights_dir(config, name)}/{fname}"
+
+
+def _download_url(spec: dict, tmp: Path) -> str:
+    """One file from a URL, checked against ``sha256`` (or a git ``blob`` id) when the entry gives one."""
+    import hashlib
+    import urllib.request
+
+    from ..io import sha256_file
+
+    tmp.mkdir(parents=True)
+    target = tmp / file_name(spec)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise RuntimeError(f"cannot fetch {spec['url']}: offline (HF_HUB_OFFLINE=1). Run the weights rule where the "
+                           "network is reachable, or download the file yourself and give it as `weights.<name>.path`")
+    with urllib.request.urlopen(spec["url"], timeout=60) as r, open(target, "wb") as f:  # noqa: S310 (config URL)
+        shutil.copyfileobj(r, f, 1 << 20)
+    if "sha256" in spec and sha256_file(target) != spec["sha256"]:
+        raise RuntimeError(f"{spec['url']}: sha256 {sha256_file(target)} differs from the config's {spec['sha256']}")
+    if "blob" in spec:
+        data = target.read_bytes()
+        blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        if blob != spec["blob"]:
+            raise RuntimeError(f"{spec['url']}: git blob id {blob} differs from the config's {spec['blob']}")
+    return f"url {spec['url']}"
 
 
 def _download(spec: dict, tmp: Path) -> str:
