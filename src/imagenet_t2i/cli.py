@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, load_config, resolve_run
-from .weights import resolved
+from .weights import resolved, weights_location
 
 if TYPE_CHECKING:
     from .encode.text import TextEncoder
@@ -418,23 +418,13 @@ def cmd_geneval_detect(args: argparse.Namespace) -> None:
 
         size = g.get("image_size", "mmdet")
         image_size = MMDET_TEST_SIZE if size == "mmdet" else None if size is None else {"shortest_edge": size}
-        meta = perceive_portable(args.images, args.out, _weights_path(config, g["detector"]),
-                                 _weights_path(config, g["clip"]), device=default_device(), image_size=image_size)
+        meta = perceive_portable(args.images, args.out, weights_location(config, g["detector"]),
+                                 weights_location(config, g["clip"]), device=default_device(), image_size=image_size)
         _provenance("geneval_detect", {"perception": "portable", **meta}, {"images": args.images}, args.out, t0)
         return
     _require_tiny_perception(config, "GenEval detector (Mask2Former + CLIP)")
     detect_folder(args.images, args.out)
     _provenance("geneval_detect", {"perception": "tiny"}, {"images": args.images}, args.out, t0)
-
-
-def _weights_path(config: dict, name: str) -> str:
-    """A weights entry's folder (or its ``path``)."""
-    from .weights import weights_dir
-
-    spec = config["weights"].get(name)
-    if spec is None:
-        raise ConfigError(f"config: weights entry '{name}' is not defined (defined: {sorted(config['weights'])})")
-    return spec["path"] if "path" in spec else weights_dir(config, name)
 
 
 def cmd_geneval_score(args: argparse.Namespace) -> None:
@@ -554,7 +544,7 @@ def cmd_fd_reference(args: argparse.Namespace) -> None:
                                   f"{args.images}: {config['source']['backend']} val, resize {res} + centre crop",
                                   args.out, batch_size=fid["batch_size"])
     print(f"{args.out}: reference statistics {sorted(paths)}")
-    _provenance("fd_reference", fid, {"images": args.images, **{n: _weights_path(config, fid[n]) for n in
+    _provenance("fd_reference", fid, {"images": args.images, **{n: weights_location(config, fid[n]) for n in
                                                                  ("inception", "dinov2", "clip") if fid.get(n)}},
                 args.out, t0)
 

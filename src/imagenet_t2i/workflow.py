@@ -105,6 +105,18 @@ def portable_geneval(config: dict) -> list[str]:
     return [g["detector"], g["clip"]] if config["eval"]["perception"] == "portable" else []
 
 
+def weights_location(config: dict, name: str | None) -> str:
+    """Where a weights entry is read from ("" when unnamed)."""
+    from .weights import weights_location as location
+
+    return location(config, name) if name else ""
+
+
+def option(flag: str, value: str) -> str:
+    """``flag value`` for a shell command, or "" when there is no value."""
+    return f"{flag} {value}" if value else ""
+
+
 def weights_file(config: dict, name: str | None) -> str:
     """The single file of a ``url`` weights entry ("" when unnamed)."""
     from .weights import weights_file as file_of

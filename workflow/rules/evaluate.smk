@@ -207,7 +207,7 @@ else:
         params:
             code=CODE,
             script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/dpg_official.py",
-            model=lambda w, input: f"--model {input.vqa}" if input.vqa else "",
+            model=wf.option("--model", wf.weights_location(config, config["eval"]["dpg"].get("vqa"))),
             resolution=config["source"]["resolution"],
         conda:
             "../../envs/dpg.yaml"

@@ -15,12 +15,7 @@ import numpy as np
 
 from ..encode.images import CorruptImageError, load_rgb, preprocess
 from ..io import read_jsonl
-from ..weights import weights_dir, weights_file
-
-
-def _weights(config: dict, name: str) -> str:
-    spec = config["weights"][name]
-    return spec["path"] if "path" in spec else weights_dir(config, name)
+from ..weights import weights_file, weights_location
 
 
 def load_extractors(config: dict, device: str = "cpu") -> tuple[list, object | None]:
@@ -33,11 +28,11 @@ def load_extractors(config: dict, device: str = "cpu") -> tuple[list, object | N
     fid = config["eval"]["fid"]
     extractors = [load_inception(weights_file(config, fid["inception"]), device=device)]
     if fid.get("dinov2"):
-        extractors.append(load_dinov2(_weights(config, fid["dinov2"]), device=device))
+        extractors.append(load_dinov2(weights_location(config, fid["dinov2"]), device=device))
     scorer = None
     if fid.get("clip"):
-        extractors.append(load_clip_image(_weights(config, fid["clip"]), device=device))
-        scorer = load_clip_scorer(_weights(config, fid["clip"]), device=device)
+        extractors.append(load_clip_image(weights_location(config, fid["clip"]), device=device))
+        scorer = load_clip_scorer(weights_location(config, fid["clip"]), device=device)
     return extractors, scorer
 
 

@@ -44,6 +44,14 @@ def weights_dir(config: dict, name: str) -> str:
     return f"results/{config['name']}/weights/{name}"
 
 
+def weights_location(config: dict, name: str) -> str:
+    """Where weights entry ``name`` is read from: its ``path``, or the folder the ``weights`` rule fills."""
+    spec = config.get("weights", {}).get(name)
+    if spec is None:
+        raise ConfigError(f"config: weights entry '{name}' is not defined (defined: {sorted(config.get('weights', {}))})")
+    return spec["path"] if "path" in spec else weights_dir(config, name)
+
+
 def section(config: dict, part: str) -> dict:
     """A model section of the config: ``captions``, ``autoencoder`` or ``text`` (``encode.<part>``)."""
     node = config
@@ -71,9 +79,8 @@ def model_path(config: dict, part: str) -> str | None:
     sec = section(config, part)
     if "weights" not in sec:
         return sec.get("path")
-    name = sec["weights"]
-    fetched = fetched_name(config, part)
-    return weights_dir(config, name) if fetched else config["weights"][name]["path"]
+    fetched_name(config, part)  # checks the entry exists
+    return weights_location(config, sec["weights"])
 
 
 def resolved(config: dict, part: str) -> dict:
