@@ -1,0 +1,32 @@
+"""Paper-scale commands that need no model: the official GenEval metadata, the DPG question-file check."""
+import hashlib
+
+import pytest
+
+from imagenet_t2i.cli import main
+
+from .conftest import REPO
+
+OFFICIAL_GENEVAL_SHA256 = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"  # eval-spec.md
+
+
+def test_geneval_prompts_of_the_paper_config_are_the_official_file(tmp_path):
+    out = tmp_path / "evaluation_metadata.jsonl"
+    assert main(["geneval", "prompts", "--config", str(REPO / "config" / "paper.yaml"), "--out", str(out)]) == 0
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == OFFICIAL_GENEVAL_SHA256
+    assert len(out.read_text().splitlines()) == 553
+
+
+def test_dpg_benchmark_refuses_a_question_file_that_is_not_the_official_one(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    fake = tmp_path / "dpg_bench.csv"
+    fake.write_text("item_id,text,keywords,proposition_id,dependency,category_broad,category_detailed,tuple,"
+                    "question_natural_language\n")
+    config["weights"]["dpg_bench_csv"] = {"path": str(fake)}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="98457fc9901943f51ff9a30367250fc292533bed"):
+        main(["dpg", "benchmark", "--config", str(path), "--out", str(tmp_path / "dpg")])
+    assert not (tmp_path / "dpg" / "questions.csv").exists()
