@@ -141,55 +141,16 @@ def _caption_settings(config: dict, kind: str) -> dict:
     return {**caps, "resolution": config["source"]["resolution"], "seed": config["seed"]}
 
 
-def _vlm(config: dict, backend: str):  # noqa: ANN202
-    """The configured VLM (LLaVA-NeXT through transformers, or the vLLM engine)."""
-    from .weights import model_path
-
-    caps = config["captions"]
-    kwargs = {"prompt": caps["prompt"], "max_new_tokens": caps["max_new_tokens"], "batch_size": caps["batch_size"]}
-    if backend == "vllm":
-        from .captions.fast_engine import VLLMCaptioner
-
-        return VLLMCaptioner(model_path(config, "captions"), **kwargs)
-    from .captions.llava import LlavaNextCaptioner
-
-    return LlavaNextCaptioner(model_path(config, "captions"), **kwargs)
-
-
-def _record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, int]) -> tuple[list[dict], object]:
-    """The records of an image set and the captioner of ``kind`` (aio | ta) for them."""
-    from .captions import AIOCaptioner, SceneCaptioner
-    from .captions.records import ImageRecords, TemplateRecords
-    from .chunks import chunk_range
-    from .io import read_json, read_jsonl
-
-    backend = config["captions"]["backend"]
-    if kind == "aio":
-        return read_jsonl(images / "index.jsonl"), TemplateRecords(AIOCaptioner(read_json(images / "classes.json")),
-                                                                  {"kind": "aio"})
-    if backend == "scene":
-        return read_jsonl(images / "scenes.jsonl"), TemplateRecords(SceneCaptioner(seed=config["seed"]),
-                                                                    {"kind": "ta", "seed": config["seed"]})
-    records, resolution = read_jsonl(images / "index.jsonl"), config["source"]["resolution"]
-    if backend in ("llava", "vllm"):
-        return records, ImageRecords(_vlm(config, backend), images, resolution, name=backend)
-    from .captions.released import ReleasedRecords
-
-    released = config["captions"]["released"]
-    keys = {records[i]["key"] for i in chunk_range(len(records), *chunk)}
-    return records, ReleasedRecords(released["path"], keys, lambda: ImageRecords(
-        _vlm(config, released["vlm"]), images, resolution, name=released["vlm"]))
-
-
 def cmd_captions(args: argparse.Namespace) -> None:
     from .captions.chunked import fingerprint, write_caption_chunk
+    from .captions.records import record_captioner
     from .chunks import parse_chunk
     from .io import sha256_file
 
     config = _config(args.config)
     images, chunk = Path(args.images), parse_chunk(args.chunk)
     t0 = time.time()
-    records, captioner = _record_captioner(config, images, args.kind, chunk)
+    records, captioner = record_captioner(config, images, args.kind, chunk)
     fp = fingerprint(sha256_file(images / "index.jsonl"), args.kind, _caption_settings(config, args.kind))
     summary = write_caption_chunk(records, captioner, args.out, chunk, fp,
                                   batch_size=4 * config["captions"]["batch_size"])

@@ -4,17 +4,21 @@
 (LLaVA-NeXT, or the vLLM engine) the image each index row names, as the model is trained on it (resize the
 shorter side + centre crop, [our choice]: a caption never describes what the crop removes); an unreadable
 image is reported in ``failures`` and gets no caption (the shards stage reports it again and skips it).
+`record_captioner` builds the records and captioner a config asks for.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..encode.images import CorruptImageError, load_rgb, preprocess
 from .base import Captioner
+
+if TYPE_CHECKING:
+    from .chunked import RecordCaptioner
 
 
 class VLM(Protocol):
@@ -65,3 +69,43 @@ class ImageRecords:
 
     def describe(self) -> dict:
         return {**self.vlm.describe(), "view": f"resize {self.resolution} + centre crop"}
+
+
+def make_vlm(config: dict, backend: str) -> VLM:
+    """The configured VLM (LLaVA-NeXT through transformers, or the vLLM engine)."""
+    from ..weights import model_path
+
+    caps = config["captions"]
+    kwargs = {"prompt": caps["prompt"], "max_new_tokens": caps["max_new_tokens"], "batch_size": caps["batch_size"]}
+    if backend == "vllm":
+        from .fast_engine import VLLMCaptioner
+
+        return VLLMCaptioner(model_path(config, "captions"), **kwargs)
+    from .llava import LlavaNextCaptioner
+
+    return LlavaNextCaptioner(model_path(config, "captions"), **kwargs)
+
+
+def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, int]) -> tuple[list[dict], RecordCaptioner]:
+    """The records of an image set and the captioner of ``kind`` (aio | ta) for them."""
+    from ..chunks import chunk_range
+    from ..io import read_json, read_jsonl
+    from .aio import AIOCaptioner
+    from .scene import SceneCaptioner
+
+    backend = config["captions"]["backend"]
+    if kind == "aio":
+        return read_jsonl(images / "index.jsonl"), TemplateRecords(AIOCaptioner(read_json(images / "classes.json")),
+                                                                  {"kind": "aio"})
+    if backend == "scene":
+        return read_jsonl(images / "scenes.jsonl"), TemplateRecords(SceneCaptioner(seed=config["seed"]),
+                                                                    {"kind": "ta", "seed": config["seed"]})
+    records, resolution = read_jsonl(images / "index.jsonl"), config["source"]["resolution"]
+    if backend in ("llava", "vllm"):
+        return records, ImageRecords(make_vlm(config, backend), images, resolution, name=backend)
+    from .released import ReleasedRecords
+
+    released = config["captions"]["released"]
+    keys = {records[i]["key"] for i in chunk_range(len(records), *chunk)}
+    return records, ReleasedRecords(released["path"], keys, lambda: ImageRecords(
+        make_vlm(config, released["vlm"]), images, resolution, name=released["vlm"]))
