@@ -26,3 +26,20 @@ def test_benchmark_runs_at_tiny_size(script, args, expect):
     out = _run(script, *args)
     for word in expect:
         assert word in out, f"{script}: {word!r} missing from\n{out}"
+
+
+@pytest.mark.parametrize("script, args, expect", [
+    ("train_throughput.py", ["--size", "tiny", "--device", "cpu", "--batch-sizes", "2", "--text-tokens", "16",
+                             "--warmup", "1", "--steps", "1"],
+     ["img/s", "TFLOP/s", "MFU", "peak GiB", "500kx1024 h", "dit_i", "cad_i", "eager", "fast"]),
+    ("sample_throughput.py", ["--size", "tiny", "--device", "cpu", "--batch-sizes", "2", "--text-tokens", "16",
+                              "--steps", "250", "--warmup-steps", "2", "--timed-steps", "1"],
+     ["img/s", "GenEval+DPG min", "FID-50k h", "total GPU-h", "dit_i", "cad_i", "eager", "compiled"]),
+])
+def test_throughput_benchmarks_run_eager_and_fast_at_tiny_size(script, args, expect):
+    """Both variants of both models run and the table names every column (the compiled ones with aot_eager)."""
+    out = _run(script, *args)
+    for word in expect:
+        assert word in out, f"{script}: {word!r} missing from\n{out}"
+    table = out[out.rindex("\nmodel"):].splitlines()[2:]
+    assert len(table) == 4 and all("nan" not in row.split()[5] for row in table), out
