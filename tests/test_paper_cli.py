@@ -30,3 +30,23 @@ def test_dpg_benchmark_refuses_a_question_file_that_is_not_the_official_one(tmp_
     with pytest.raises(ValueError, match="98457fc9901943f51ff9a30367250fc292533bed"):
         main(["dpg", "benchmark", "--config", str(path), "--out", str(tmp_path / "dpg")])
     assert not (tmp_path / "dpg" / "questions.csv").exists()
+
+
+def test_an_evaluation_model_missing_from_the_weights_block_is_rejected_naming_the_key():
+    import yaml
+
+    from imagenet_t2i.config import ConfigError, validate_config
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["eval"]["fid"]["dinov2"] = "dinov2_giant"
+    with pytest.raises(ConfigError, match="eval.fid.dinov2"):
+        validate_config(config)
+
+
+def test_fetching_a_url_offline_fails_naming_the_way_out(tmp_path, monkeypatch):
+    from imagenet_t2i.weights import fetch
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="weights.<name>.path"):
+        fetch({"url": "https://example.org/weights.pth"}, tmp_path / "w")
+    assert not (tmp_path / "w").exists()

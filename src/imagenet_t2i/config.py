@@ -160,6 +160,17 @@ def _check_models(config: dict) -> None:
         if "weights" in sec and sec["weights"] not in weights:
             raise ConfigError(f"config key '{key}.weights': '{sec['weights']}' is not in the weights block "
                               f"(defined: {sorted(weights)})")
+    ev = config.get("eval", {})
+    for key, name in (("eval.geneval.detector", ev.get("geneval", {}).get("detector")),
+                      ("eval.geneval.clip", ev.get("geneval", {}).get("clip")),
+                      ("eval.dpg.questions", ev.get("dpg", {}).get("questions")),
+                      ("eval.dpg.vqa", ev.get("dpg", {}).get("vqa")),
+                      *((f"eval.fid.{k}", ev.get("fid", {}).get(k)) for k in ("inception", "dinov2", "clip"))):
+        if name is not None and name not in weights:
+            raise ConfigError(f"config key '{key}': '{name}' is not in the weights block (defined: {sorted(weights)})")
+    if ev.get("perception") == "portable" and not all(ev.get("geneval", {}).get(k) for k in ("detector", "clip")):
+        raise ConfigError("config key 'eval.geneval.detector': portable perception needs eval.geneval.detector and "
+                          "eval.geneval.clip (weights entries of a Mask2Former COCO instance checkpoint and CLIP)")
     if caps["backend"] == "released" and "released" not in caps:
         raise ConfigError("config key 'captions.released': required when captions.backend is released "
                           "(path: a local copy of Lucasdegeorge/ImageNet_TA_IA)")

@@ -2,10 +2,11 @@
 
 The config's ``weights`` block names every model folder: ``{hub: <repo id>, revision, allow_patterns}``
 is fetched from the Hugging Face hub by the ``weights`` rule (on the login node, the one machine of a
-cluster that reaches the network), ``{random_init: llava_next | autoencoder_kl | t5}`` is a tiny
-random-init model built from a config (offline smoke runs), ``{path: <folder>}`` is a copy already on
-disk. A model section (``captions``, ``encode.autoencoder``, ``encode.text``) names its folder with
-``weights: <name>`` or gives a ``path`` directly.
+cluster that reaches the network) at the commit the revision resolves to (recorded), ``{url, sha256 | blob}``
+is one checked file, ``{random_init: <kind>}`` is a tiny random-init model built from a config (offline smoke
+runs and tests), ``{path: <folder>}`` is a copy already on disk. A model section (``captions``,
+``encode.autoencoder``, ``encode.text``) names its folder with ``weights: <name>`` or gives a ``path``; the
+evaluation names its entries in ``eval``. Every fetched folder gets a ``manifest.json`` (sha256 per file).
 """
 from __future__ import annotations
 
@@ -171,13 +172,16 @@ def _download(spec: dict, tmp: Path) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from huggingface_hub import HfApi
+
     repo, revision = spec["hub"], spec.get("revision")
     try:
-        snapshot_download(repo, revision=revision, local_dir=tmp,
+        commit = HfApi().model_info(repo, revision=revision).sha  # the exact commit, recorded in provenance
+        snapshot_download(repo, revision=commit, local_dir=tmp,
                           allow_patterns=spec.get("allow_patterns", DEFAULT_PATTERNS))
-    except LocalEntryNotFoundError as e:
+    except (LocalEntryNotFoundError, OSError) as e:
         raise RuntimeError(
             f"cannot fetch {repo} (revision {revision or 'main'}): {e}. Run the weights rule where the hub is "
             f"reachable (HF_HUB_OFFLINE unset), or download the model yourself and give its folder as "
             f"`weights.<name>.path`") from None
-    return f"hub {repo} at revision {revision or 'main'}"
+    return f"hub {repo} at commit {commit} (revision {revision or 'main'})"
