@@ -34,6 +34,10 @@ def _rand(shape: tuple[int, ...] | int, generator: torch.Generator, device: torc
     return (torch.randn if normal else torch.rand)(shape, generator=generator).to(device, non_blocking=True)
 
 
+# Per-sample decisions (which samples are swapped, dropped, self-conditioned) are taken on the CPU, where their
+# draws are made, and only the masks move to the device: no GPU->host synchronisation in a training step.
+
+
 def pad_to(text: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad (N, T, D) text and its (N, T) mask to ``length`` tokens."""
     extra = length - text.shape[1]
@@ -45,23 +49,25 @@ def pad_to(text: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.T
 def mix_batches(base: Batch, t: torch.Tensor, sources: list[AugmentSource], generator: torch.Generator) -> tuple[Batch, torch.Tensor]:
     """Replace samples by their augmented counterparts (latent AND caption) by the timestep rule.
 
-    Sources are tried in order; a sample swapped by one source is not swapped again. Returns the
-    mixed batch and the (N,) long tensor of the source index used (0 = base, i + 1 = sources[i]).
+    Sources are tried in order; a sample swapped by one source is not swapped again. ``t`` is (N,) on the
+    CPU (the draw the timesteps came from). Returns the mixed batch and the (N,) long CPU tensor of the
+    source index used (0 = base, i + 1 = sources[i]).
     """
-    n = t.shape[0]
-    chosen = torch.zeros(n, dtype=torch.long, device=t.device)
+    n, device = t.shape[0], base.x0.device
+    chosen = torch.zeros(n, dtype=torch.long)
     x0, text, mask = base.x0, base.text, base.mask
     for i, src in enumerate(sources):
-        u = _rand(n, generator, t.device)
+        u = torch.rand(n, generator=generator)  # (N,) CPU
         swap = (t > src.tau) & (u < src.p) & (chosen == 0)
         if not swap.any():
             continue
         length = max(text.shape[1], src.batch.text.shape[1])
         text, mask = pad_to(text, mask, length)
         s_text, s_mask = pad_to(src.batch.text, src.batch.mask, length)
-        x0 = torch.where(swap.view(-1, 1, 1, 1), src.batch.x0, x0)
-        text = torch.where(swap.view(-1, 1, 1), s_text, text)
-        mask = torch.where(swap.view(-1, 1), s_mask, mask)
+        on = swap.to(device, non_blocking=True)
+        x0 = torch.where(on.view(-1, 1, 1, 1), src.batch.x0, x0)
+        text = torch.where(on.view(-1, 1, 1), s_text, text)
+        mask = torch.where(on.view(-1, 1), s_mask, mask)
         chosen[swap] = i + 1
     return Batch(x0, text, mask), chosen
 
@@ -72,11 +78,12 @@ def drop_captions(
     """Classifier-free guidance training: replace the caption by the unconditional one with probability p.
 
     ``uncond`` is the (L0, D) encoding of the empty caption; its mask is True on its L0 tokens.
-    Returns the batch and the (N,) bool tensor of dropped samples.
+    Returns the batch and the (N,) bool tensor of dropped samples (on the batch's device).
     """
-    n = batch.x0.shape[0]
-    drop = _rand(n, generator, batch.x0.device) < p  # (N,)
-    if not drop.any():
+    n, device = batch.x0.shape[0], batch.x0.device
+    drop_host = torch.rand(n, generator=generator) < p  # (N,) CPU
+    drop = drop_host.to(device, non_blocking=True)
+    if not drop_host.any():
         return batch, drop
     length = max(batch.text.shape[1], uncond.shape[0])
     text, mask = pad_to(batch.text, batch.mask, length)
@@ -109,8 +116,9 @@ def diffusion_loss(
     variance gamma = (1 - t)^2 / ((1 - t)^2 + t^2).
     """
     n, device = base.x0.shape[0], base.x0.device
-    t = _rand(n, generator, device)
-    batch, chosen = mix_batches(base, t, sources, generator)
+    t_host = torch.rand(n, generator=generator)  # (N,) CPU: the same draw _rand makes
+    t = t_host.to(device, non_blocking=True)
+    batch, chosen = mix_batches(base, t_host, sources, generator)
     batch, dropped = drop_captions(batch, uncond, cfg_dropout, generator)
     eps = _rand(tuple(batch.x0.shape), generator, device, normal=True)
     if objective == "flow":
