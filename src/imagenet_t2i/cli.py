@@ -328,8 +328,8 @@ def _sampling_record(config: dict, batch_size: int) -> dict:
 
 def _require_tiny_perception(config: dict, what: str) -> None:
     if config["eval"]["perception"] != "tiny":
-        raise ConfigError(f"config key 'eval.perception': the official {what} (GPU models) is not implemented yet; "
-                          "run it with the official tool and drop its output file in place (docs/formats.md)")
+        raise ConfigError(f"config key 'eval.perception': this command is the tiny world's; the official {what} "
+                          "runs in its own conda environment through the Snakemake rule (docs/evaluation.md)")
 
 
 def cmd_geneval_prompts(args: argparse.Namespace) -> None:
