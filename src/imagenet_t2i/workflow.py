@@ -85,10 +85,9 @@ def stage_code(stage: str) -> str:
 
 def weights_inputs(config: dict, *parts: str) -> list[str]:
     """Weights folders the ``weights`` rule fetches for these model sections (captions, autoencoder, text)."""
-    from .weights import fetched_name, weights_dir
+    from .weights import section
 
-    names = [fetched_name(config, part) for part in parts]
-    return [weights_dir(config, n) for n in dict.fromkeys(names) if n]
+    return named_weights(config, *(section(config, part).get("weights") for part in parts))
 
 
 def named_weights(config: dict, *names: str | None) -> list[str]:

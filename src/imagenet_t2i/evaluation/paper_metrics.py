@@ -22,7 +22,7 @@ def load_extractors(config: dict, device: str = "cpu") -> tuple[list, object | N
     """The feature extractors of ``eval.fid`` (Inception always; DINOv2 and CLIP when named) and the CLIPScore
     model (the CLIP entry's), loaded from the weights folders."""
     from .clip_score import load_clip_scorer
-    from .feature_nets import load_clip_image, load_dinov2
+    from .feature_nets import load_dinov2
     from .inception import load_inception
 
     fid = config["eval"]["fid"]
@@ -30,9 +30,9 @@ def load_extractors(config: dict, device: str = "cpu") -> tuple[list, object | N
     if fid.get("dinov2"):
         extractors.append(load_dinov2(weights_location(config, fid["dinov2"]), device=device))
     scorer = None
-    if fid.get("clip"):
-        extractors.append(load_clip_image(weights_location(config, fid["clip"]), device=device))
+    if fid.get("clip"):  # one CLIP model serves FD-CLIP and CLIPScore
         scorer = load_clip_scorer(weights_location(config, fid["clip"]), device=device)
+        extractors.append(scorer.image_features)
     return extractors, scorer
 
 

@@ -61,27 +61,11 @@ def section(config: dict, part: str) -> dict:
     return node
 
 
-def fetched_name(config: dict, part: str) -> str | None:
-    """The ``weights`` entry a model section loads when a rule must fetch it (hub or random init), else None."""
-    name = section(config, part).get("weights")
-    if name is None:
-        return None
-    spec = config.get("weights", {}).get(name)
-    if spec is None:
-        key = ".".join(MODEL_SECTIONS[part])
-        raise ConfigError(f"config key '{key}.weights': '{name}' is not in the weights block "
-                          f"(defined: {sorted(config.get('weights', {}))})")
-    return None if "path" in spec else name
-
-
 def model_path(config: dict, part: str) -> str | None:
     """The folder (or hub id) a model section loads: its ``path``, its weights entry's ``path``, or the
     folder the ``weights`` rule writes."""
     sec = section(config, part)
-    if "weights" not in sec:
-        return sec.get("path")
-    fetched_name(config, part)  # checks the entry exists
-    return weights_location(config, sec["weights"])
+    return weights_location(config, sec["weights"]) if "weights" in sec else sec.get("path")
 
 
 def resolved(config: dict, part: str) -> dict:
