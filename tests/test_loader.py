@@ -17,7 +17,7 @@ import webdataset as wds
 from PIL import Image
 
 from imagenet_t2i.encode.autoencoder import PixelAutoencoder
-from imagenet_t2i.loader import ShardStream, load_uncond, pad_text
+from imagenet_t2i.loader import ShardStream, _Plan, load_uncond, pad_text
 from imagenet_t2i.shards import write_shards
 
 N = 230
@@ -99,6 +99,30 @@ def test_batches_hold_the_shard_contents(five_shards):
         assert not batch["text"][i, n:].any()
     assert batch["text"].shape == (16, max(lengths), 8) and len(set(lengths)) > 1
     assert not batch["std"].any()
+
+
+def test_indexed_reader_yields_what_webdataset_yields(five_shards, tmp_path):
+    members = (".mean.npy", ".std.npy", ".emb.npy")
+    for tar in sorted(five_shards.glob("*.tar")):
+        ours = list(_Plan.read([(tar, 0, 10_000)], skip=0))
+        theirs = list(wds.tariterators.tarfile_samples([{"url": str(tar)}], select_files=lambda n: n.endswith(members)))
+        assert [s["__key__"] for s in ours] == [s["__key__"] for s in theirs] and len(ours) in (50, 30)
+        for a, b in zip(ours, theirs):
+            assert a == b
+    # a part of a shard, after a skip
+    tar = sorted(five_shards.glob("*.tar"))[1]
+    assert [s["__key__"] for s in _Plan.read([(tar, 10, 20)], skip=3)] == [s["__key__"] for s in ours_of(tar)[13:20]]
+    # a shard rewritten in place is indexed again
+    copy = tmp_path / "copy.tar"
+    copy.write_bytes(tar.read_bytes())
+    first = [s["__key__"] for s in _Plan.read([(copy, 0, 100)], skip=0)]
+    time.sleep(0.01)
+    copy.write_bytes(sorted(five_shards.glob("*.tar"))[-1].read_bytes())
+    assert [s["__key__"] for s in _Plan.read([(copy, 0, 100)], skip=0)] != first
+
+
+def ours_of(tar: Path) -> list[dict]:
+    return list(_Plan.read([(tar, 0, 10_000)], skip=0))
 
 
 def test_pad_text_padding_invariance():

@@ -17,8 +17,10 @@ import dataclasses
 import functools
 import io
 import itertools
+import mmap
 import os
 import queue
+import tarfile
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -51,6 +53,29 @@ def _npy(data: bytes) -> np.ndarray:
     dtype, shape, fortran_order, offset = _npy_header(data[:end])
     a = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset)
     return a.reshape(shape[::-1]).T if fortran_order else a.reshape(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def tar_index(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]:
+    """The samples of one shard in file order as webdataset groups them (consecutive members sharing the name
+    before the first dot; lower-case suffixes), with the ``_MEMBERS`` the stream reads:
+    ``((key, ((suffix, data offset, size), ...)), ...)``. Built once per shard and process (headers only: the
+    random-access reader seeks past the data); ``mtime_ns`` and ``size`` make a rewritten shard a new entry."""
+    samples: list[tuple[str, list[tuple[str, int, int]]]] = []
+    with tarfile.open(path, "r:") as tar:
+        for info in tar:
+            if not info.isreg() or not info.name.endswith(_MEMBERS):
+                continue
+            key, suffix = wds.tariterators.base_plus_ext(info.name)
+            if key is None:
+                continue
+            suffix = suffix.lower()
+            if not samples or samples[-1][0] != key:
+                samples.append((key, []))
+            if any(s == suffix for s, _, _ in samples[-1][1]):
+                raise ValueError(f"{path}: duplicate member {info.name}")
+            samples[-1][1].append((suffix, info.offset_data, info.size))
+    return tuple((key, tuple(members)) for key, members in samples)
 
 
 def pad_text(embs: Sequence[np.ndarray | torch.Tensor],
@@ -104,14 +129,20 @@ class _Plan:
 
     @staticmethod
     def read(pieces: list[tuple[Path, int, int]], skip: int) -> Iterator[dict]:
-        """Raw samples of ``pieces`` in order, after the first ``skip``."""
+        """Raw samples of ``pieces`` in order, after the first ``skip``: the samples webdataset's tar reader
+        yields, read by offset from the shard's member index (`tar_index`) instead of parsing every header again
+        each epoch."""
         for path, first, stop in pieces:
             if skip >= stop - first:
                 skip -= stop - first
                 continue
-            samples = wds.tariterators.tarfile_samples(
-                [{"url": str(path)}], select_files=lambda name: name.endswith(_MEMBERS))
-            yield from itertools.islice(samples, first + skip, stop)
+            stat = path.stat()
+            index = tar_index(str(path), stat.st_mtime_ns, stat.st_size)
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                for key, members in index[first + skip : stop]:
+                    sample = {"__key__": key, "__url__": str(path)}
+                    sample.update((suffix, data[offset : offset + size]) for suffix, offset, size in members)
+                    yield sample
             skip = 0
 
     def epoch_samples(self, epoch: int, start: int) -> Iterator[dict]:
