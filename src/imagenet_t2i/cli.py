@@ -291,6 +291,29 @@ def cmd_colour_probe(args: argparse.Namespace) -> None:
     _provenance("colour_probe", {"samples_per_prompt": k}, {"images": args.images}, args.out, t0)
 
 
+def cmd_denoise_profile(args: argparse.Namespace) -> None:
+    from .encode.autoencoder import default_device
+    from .evaluation.denoise_profile import denoise_profile, fixed_samples, format_profile
+    from .io import write_json
+    from .models import load_pretrained
+    from .sample import model_objective
+
+    config = _config(args.config)
+    cfg = config["eval"]["denoise"]
+    t0 = time.time()
+    x0, text, mask = fixed_samples(args.shards, cfg["num_samples"], cfg["seed"])
+    profile = denoise_profile(load_pretrained(args.model), x0, text, mask, cfg["gammas"], model_objective(args.model),
+                              cfg["seed"], args.batch_size, default_device())
+    profile.update(shards=args.shards, seed=cfg["seed"], objective=model_objective(args.model),
+                   self_conditioning="none (one pass, the first sampling step's input)")
+    print(f"{args.model} on {profile['num_samples']} samples of {args.shards}: x0-prediction MSE\n"
+          f"{format_profile(profile)}")
+    if args.out:
+        write_json(args.out, profile)
+        _provenance("denoise_profile", {**cfg, "batch_size": args.batch_size},
+                    {"model": args.model, "shards": args.shards}, args.out, t0)
+
+
 def _text_encoder(config: dict, embeddings: str | None) -> TextEncoder:
     """The prompt-embedding cache when given (no text encoder is loaded), else the configured encoder."""
     if embeddings:
@@ -567,7 +590,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    from .paper.figures import figure_overfit, figure_qual
+    from .paper.figures import figure_denoise, figure_overfit, figure_qual
 
     config = _config(args.config)
     root = Path(args.out).parents[1]
@@ -576,6 +599,9 @@ def cmd_figure(args: argparse.Namespace) -> None:
         raise ConfigError(f"config key 'figures.{args.figure}': not declared")
     if args.figure == "F-OVERFIT":
         figure_overfit(args.figure, spec, root, args.out)
+        return
+    if args.figure == "F-DENOISE":
+        figure_denoise(args.figure, spec, root, args.out)
         return
     prompts = config["sample"]["grid_prompts"]
     images = {(run, prompts[i]): root / "samples" / run / "images" / f"{i:03d}_00.png"  # first sample of prompt i
@@ -674,6 +700,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
+
+    sp = add("denoise-profile", cmd_denoise_profile,
+             "x0-prediction MSE of a model per noise level beside predicting 0 and x_t/sqrt(gamma) (eval.denoise)")
+    sp.add_argument("--model", required=True, help="a model folder (runs/<run>/final, a checkpoint)")
+    sp.add_argument("--shards", required=True, help="a shard set folder (shards/<set>)")
+    sp.add_argument("--out", help="write the profile as JSON (with a provenance record)")
+    sp.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (the result does not depend on it)")
 
     def group(name: str, help: str) -> argparse._SubParsersAction:  # noqa: A002
         return sub.add_parser(name, help=help, description=help).add_subparsers(dest="action", required=True)

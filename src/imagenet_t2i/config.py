@@ -79,9 +79,10 @@ def expand_replicates(config: dict) -> None:
     for table in config.get("tables", {}).values():
         for row in table["rows"]:
             row["runs"] = widen(row["runs"])
-    for panel in config.get("figures", {}).get("F-OVERFIT", {}).get("panels", []):
-        for line in panel.get("lines", []):
-            line["runs"] = widen(line["runs"])
+    for fid in ("F-OVERFIT", "F-DENOISE"):
+        for panel in config.get("figures", {}).get(fid, {}).get("panels", []):
+            for line in panel.get("lines", []):
+                line["runs"] = widen(line["runs"])
 
 
 def per_rank_batch(global_batch: int, world_size: int, accumulation: int) -> int:
@@ -130,11 +131,12 @@ def _check_references(config: dict) -> None:
         for i in qual["prompts"]:
             if i >= len(config["sample"]["grid_prompts"]):
                 raise ConfigError(f"config key 'figures.F-QUAL.prompts': index {i} past sample.grid_prompts")
-    for p, panel in enumerate(config.get("figures", {}).get("F-OVERFIT", {}).get("panels", [])):
-        for line in panel.get("lines", []):
-            for r in line.get("runs", []):
-                if r not in runs:
-                    raise ConfigError(f"config key 'figures.F-OVERFIT.panels.{p}': unknown run '{r}'")
+    for fid in ("F-OVERFIT", "F-DENOISE"):
+        for p, panel in enumerate(config.get("figures", {}).get(fid, {}).get("panels", [])):
+            for line in panel.get("lines", []):
+                for r in line.get("runs", []):
+                    if r not in runs:
+                        raise ConfigError(f"config key 'figures.{fid}.panels.{p}': unknown run '{r}'")
     _check_models(config)
     if config["source"]["backend"] == "imagenet":
         for key in ("root", "synset_mapping"):

@@ -231,6 +231,28 @@ def overfit_inputs(config: dict) -> list[str]:
     return sorted(f"{results_dir(config)}/eval/{run}/fd/{c}.json" for run in runs for c in ckpts)
 
 
+def denoise_shards(config: dict, run: str) -> str:
+    """The shard set a run's denoising profile reads: the held-out val set of its captions with ``encode.val``,
+    else its own training set."""
+    if config["encode"].get("val"):
+        return f"{results_dir(config)}/shards/val_{run_captions(config, run)}"
+    return run_shards(config, run)[0]
+
+
+def denoise_targets(config: dict) -> list[str]:
+    """The denoising profile of every run (cheap: one forward pass per sample and noise level)."""
+    return [f"{results_dir(config)}/eval/{run}/denoise_profile.json" for run in config["runs"]]
+
+
+def denoise_inputs(config: dict) -> list[str]:
+    """Profiles F-DENOISE draws."""
+    spec = config.get("figures", {}).get("F-DENOISE")
+    if not spec:
+        return []
+    runs = {r for panel in spec["panels"] for line in panel["lines"] for r in line["runs"]}
+    return sorted(f"{results_dir(config)}/eval/{run}/denoise_profile.json" for run in runs)
+
+
 def qual_inputs(config: dict) -> list[str]:
     spec = config.get("figures", {}).get("F-QUAL")
     return [f"{results_dir(config)}/samples/{run}/grid.png" for run in spec["runs"]] if spec else []

@@ -353,3 +353,23 @@ rule colour_probe:
     shell:
         "imagenet-t2i colour-probe --config {CFG} --model {input.model} --uncond {input.uncond} "
         "--embeddings {input.embeddings} --images {output.images} --out {output.result} > {log} 2>&1"
+
+
+rule denoise_profile:
+    """Diagnostic: x0-prediction MSE per noise level beside predicting 0 (a checkpoint check before sampling)."""
+    input:
+        model=f"{R}/runs/{{run}}/final",
+        shards=lambda w: wf.denoise_shards(config, w.run),
+    output:
+        f"{R}/eval/{{run}}/denoise_profile.json",
+    params:
+        code=CODE,
+        denoise=config["eval"]["denoise"],
+    log:
+        f"{R}/logs/denoise_profile_{{run}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
+    shell:
+        "imagenet-t2i denoise-profile --config {CFG} --model {input.model} --shards {input.shards} "
+        "--out {output} > {log} 2>&1"

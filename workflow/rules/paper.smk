@@ -2,6 +2,7 @@ localrules:
     table,
     figure_overfit,
     figure_qual,
+    figure_denoise,
 
 
 rule table:
@@ -54,3 +55,20 @@ rule figure_qual:
         f"{R}/logs/figure_F-QUAL.log",
     shell:
         "imagenet-t2i figure --config {CFG} --figure F-QUAL --out {output.png} > {log} 2>&1"
+
+
+rule figure_denoise:
+    """F-DENOISE, a diagnostic (not a paper figure): x0-prediction MSE vs noise level, per model."""
+    input:
+        wf.denoise_inputs(config),
+    output:
+        png=report(f"{R}/figures/F-DENOISE.png", caption="../report/figure.rst", category="Figures"),
+        pdf=f"{R}/figures/F-DENOISE.pdf",
+        prov=report(f"{R}/figures/F-DENOISE.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        code=CODE,
+        spec=config.get("figures", {}).get("F-DENOISE"),
+    log:
+        f"{R}/logs/figure_F-DENOISE.log",
+    shell:
+        "imagenet-t2i figure --config {CFG} --figure F-DENOISE --out {output.png} > {log} 2>&1"

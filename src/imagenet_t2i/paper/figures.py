@@ -1,5 +1,6 @@
 """Paper figures (PNG + PDF, matplotlib Agg, no pyplot state): F-OVERFIT (FD vs training step) and F-QUAL
-(sample grids). Each figure gets a provenance record on its PNG naming every file it was drawn from."""
+(sample grids), and the F-DENOISE diagnostic (x0-prediction MSE vs noise level, never a paper figure). Each figure
+gets a provenance record on its PNG naming every file it was drawn from."""
 from __future__ import annotations
 
 import csv
@@ -76,18 +77,18 @@ def fd_curve(results_root: str | os.PathLike, run: str, metric: str = "fd") -> t
     return dict(sorted(points.items())), [*files, final, step_file]
 
 
-def _check_lines(spec: Mapping) -> None:
+def _check_lines(spec: Mapping, figure_id: str = "F-OVERFIT") -> None:
     panels = spec.get("panels")
     if not isinstance(panels, list) or not panels:
-        raise ValueError("F-OVERFIT spec needs 'panels': [{title, lines: [{label, runs: [run, ...]}]}]")
+        raise ValueError(f"{figure_id} spec needs 'panels': [{{title, lines: [{{label, runs: [run, ...]}}]}}]")
     for p, panel in enumerate(panels):
         lines = panel.get("lines") if isinstance(panel, Mapping) else None
         if not isinstance(lines, list) or not lines:
-            raise ValueError(f"F-OVERFIT panels[{p}] needs a non-empty 'lines' list of {{label, runs}}")
+            raise ValueError(f"{figure_id} panels[{p}] needs a non-empty 'lines' list of {{label, runs}}")
         for n, line in enumerate(lines):
             runs = line.get("runs") if isinstance(line, Mapping) else None
             if not isinstance(runs, list) or not runs or not isinstance(line.get("label"), str):
-                raise ValueError(f"F-OVERFIT panels[{p}].lines[{n}] needs a 'label' and a non-empty 'runs' list")
+                raise ValueError(f"{figure_id} panels[{p}].lines[{n}] needs a 'label' and a non-empty 'runs' list")
 
 
 def figure_overfit(figure_id: str, spec: Mapping, results_root: str | os.PathLike, out: str | os.PathLike,
@@ -177,3 +178,56 @@ def figure_qual(images: Mapping[tuple[str, str], str | os.PathLike], out: str | 
                                             "column_labels": labels}, inputs, [png, pdf], time.time() - t0,
                                   {"figure_id": figure_id}))
     return {"png": png, "pdf": pdf}
+
+
+def figure_denoise(figure_id: str, spec: Mapping, results_root: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """F-DENOISE, a diagnostic: x0-prediction MSE vs noise level gamma (``eval/<run>/denoise_profile.json``), one
+    panel per model, one line per {label, runs} (mean over runs), the trivial predictions dashed (those of the
+    panel's first run: every run of a panel is profiled on the same samples and noise when it trains on the same
+    images). A line above "predict 0" at low gamma is a model whose first sampling steps are worse than nothing.
+
+    spec: {title?, panels: [{title, lines: [{label, runs}]}]}. Returns {png, pdf, series}."""
+    t0 = time.time()
+    _check_lines(spec, figure_id)
+    panels = spec["panels"]
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    series: dict[str, dict[str, dict]] = {}
+    inputs: dict[str, Path] = {}
+    for ax, panel in zip(axes, panels):
+        title = str(panel.get("title", ""))
+        baselines = None
+        for line in panel["lines"]:
+            profiles = []
+            for run in line["runs"]:
+                path = Path(results_root) / "eval" / run / "denoise_profile.json"
+                if not path.is_file():
+                    raise FileNotFoundError(f"{figure_id}: run {run!r}: {path} is missing; build it with: "
+                                            f"snakemake --cores all {path}")
+                profiles.append(read_json(path))
+                inputs[str(path)] = path
+            gammas = profiles[0]["gammas"]
+            if any(p["gammas"] != gammas for p in profiles):
+                raise ValueError(f"{figure_id} line {line['label']!r}: runs {line['runs']} were profiled at different "
+                                 "noise levels; rebuild them with one eval.denoise")
+            mean = np.mean([p["x0_mse"]["model"] for p in profiles], axis=0)  # (gammas,)
+            ax.plot(gammas, mean, marker="o", label=f"{line['label']} (n={len(profiles)})")
+            series.setdefault(title, {})[line["label"]] = {"gammas": gammas, "mean": mean.tolist()}
+            baselines = baselines or (gammas, profiles[0]["x0_mse"])
+        gammas, mse = baselines
+        ax.plot(gammas, mse["predict_zero"], "k--", lw=1, label="predict 0")
+        ax.plot(gammas, mse["predict_scaled_xt"], "k:", lw=1, label="predict x_t / sqrt(gamma)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(top=max(mse["predict_zero"]) * 20)
+        ax.set_title(title)
+        ax.set_xlabel("signal variance gamma (low = early sampling steps)")
+        ax.set_ylabel("x0-prediction MSE")
+        ax.legend(fontsize=7)
+    fig.suptitle(str(spec.get("title", figure_id)))
+    fig.text(0.5, -0.02, "A diagnostic of this implementation, not a figure of the paper.", ha="center", va="top",
+             fontsize=8, style="italic")
+    png, pdf = _save(fig, out)
+    write_record(png, make_record("paper", {"figure": figure_id, "spec": dict(spec)}, inputs, [png, pdf],
+                                  time.time() - t0, {"figure_id": figure_id, "series": series}))
+    return {"png": png, "pdf": pdf, "series": series}

@@ -2,7 +2,8 @@
 
 Score files (under ``<results_root>/eval/<run>/``): ``fd/final.json`` (``features.fd_report``),
 ``geneval/summary.json`` (``geneval_score.summarize``), ``dpg/scores.json`` (``dpg_score.score_dpg``),
-``colour_probe.json`` (``colour_probe.probe_accuracy``, tiny world only).
+``colour_probe.json`` (``colour_probe.probe_accuracy``, tiny world only), ``denoise_profile.json``
+(``denoise_profile.denoise_profile``: metric ``x0_mse_g<gamma>``, the x0-prediction MSE at that noise level).
 Each table is written as ``<out>.csv``, ``<out>.md`` and ``<out>.tex`` plus a provenance record on the CSV
 whose ``cells`` map ``"row|metric"`` to the score files behind that cell (what ``audit`` walks).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..evaluation.denoise_profile import metric_gamma, profile_value
 from ..evaluation.geneval_prompts import TAGS
 from ..io import atomic_write, read_json
 from ..provenance import make_record, write_record
@@ -30,6 +32,7 @@ from .reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_refe
 FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "fd_clip", "inception_score",
               "clip_score")
 COLOUR_PROBE = "colour_probe"  # tiny-world diagnostic (evaluation/colour_probe.py), not a paper metric
+DENOISE_FILE = "denoise_profile.json"  # x0_mse_g<gamma>: a diagnostic (evaluation/denoise_profile.py), not a paper metric
 NOT_RUN = "not run by us"
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 
@@ -40,12 +43,14 @@ def score_file(metric: str) -> str:
         return "fd/final.json"
     if metric == COLOUR_PROBE:
         return "colour_probe.json"
+    if metric_gamma(metric) is not None:
+        return DENOISE_FILE
     if metric == "geneval_overall" or metric.removeprefix("geneval_") in TAGS:
         return "geneval/summary.json"
     if metric.startswith("dpg_") and len(metric) > 4:
         return "dpg/scores.json"
     raise ValueError(
-        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {COLOUR_PROBE}, geneval_overall, "
+        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {COLOUR_PROBE}, x0_mse_g<gamma>, geneval_overall, "
         f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall, dpg_<category> (a key of the DPG 'l1' scores)"
     )
 
@@ -56,6 +61,8 @@ def metric_value(metric: str, scores: Mapping, path: str | os.PathLike) -> float
         value, key = scores.get(metric), metric
     elif metric == COLOUR_PROBE:
         value, key = scores.get("accuracy"), "accuracy"
+    elif (gamma := metric_gamma(metric)) is not None:
+        value, key = profile_value(scores, gamma, path), f"x0_mse.model at gamma {gamma}"
     elif metric.startswith("geneval_"):
         tag = metric.removeprefix("geneval_")
         if tag == "overall":
@@ -277,6 +284,11 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
         lines += ["", f"{COLOUR_PROBE}: a tiny-world diagnostic, not a GenEval score: the share of samples of "
                   "'a photo of a {colour} {class}' (every colour x class) whose dominant colour is the prompted "
                   "one, any shape (chance 0.1 with ten colours). The paper has no such metric."]
+    if any(metric_gamma(m) is not None for m in table.metrics):
+        lines += ["", "x0_mse_g<gamma>: a diagnostic, not a paper metric: the mean squared error of the model's x0 "
+                  "prediction from one noisy input x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps (lower is better; "
+                  "gamma 0.05 is an early sampling step), on the samples and noise of `eval.denoise` "
+                  "(`eval/<run>/denoise_profile.json`, which also holds the predict-0 baseline)."]
     if table.feature_nets:
         lines += ["", "FD / precision / recall / density / coverage feature net: "
                   + "; ".join(f"`{n}`" for n in table.feature_nets)]

@@ -1,0 +1,129 @@
+"""How well does a tiny model learn per CPU-second? Shape, steps and learning rate of DiT-I or CAD-I, measured.
+
+Trains a run of the config (default ``dit_i_ta`` / ``cad_i_ta`` by model) on the shards of an existing tiny run
+(``results/tiny/shards``) in this process, one thread, with the config's recipe and only the named settings
+changed; then measures what `reproduce_all` reports for it: the colour probe (``a photo of a {colour} {class}``,
+every colour x class, 2 samples each, the config's evaluation sampler; chance 0.1) and the denoising profile
+(x0-prediction MSE at eval.denoise's noise levels on the run's training shards, beside predicting 0). Prints one
+row per setting. Needs torch and this package only (PYTHONPATH=src); the text encoder is MiniLM.
+
+A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size`` or any key of ``models.<MODEL>``:
+
+    PYTHONPATH=src python benchmarks/tiny_sweep.py dit_i cad_i cad_i,steps=2700 cad_i,latents_dim=96,lr=3e-3
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imagenet_t2i.config import load_config, resolve_run, run_shard_sets
+from imagenet_t2i.encode.autoencoder import make_autoencoder
+from imagenet_t2i.encode.text import make_text_encoder
+from imagenet_t2i.evaluation.colour_probe import probe_accuracy, probe_prompts
+from imagenet_t2i.evaluation.denoise_profile import denoise_profile, fixed_samples
+from imagenet_t2i.loader import load_uncond
+from imagenet_t2i.models import count_parameters, load_pretrained
+from imagenet_t2i.sample import generate, sample_seed
+from imagenet_t2i.train.loop import Trainer
+
+SHOWN_GAMMAS = (0.5, 0.2, 0.05)
+
+
+def parse_setting(setting: str) -> tuple[str, dict]:
+    """``MODEL[,key=value...]`` -> (model, {key: number or string})."""
+    model, *pairs = setting.split(",")
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"setting {setting!r}: {pair!r} is not key=value")
+        changes[key] = _number(value)
+    return model, changes
+
+
+def _number(value: str) -> int | float | str:
+    """``900`` -> 900, ``5e-3`` -> 0.005 (YAML would keep that one a string), anything else as written."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def resolved(config: dict, model: str, changes: dict, captions: str) -> dict:
+    """The run ``<model>_<captions>`` of the config with ``changes`` applied."""
+    run = resolve_run(config, f"{model}_{captions}")
+    for key, value in changes.items():
+        if key == "lr":
+            run["train"]["optimizer"]["lr"] = value
+        elif key in ("steps", "batch_size"):
+            run["train"][key] = value
+        elif key in run["model"]:
+            run["model"][key] = value
+        else:
+            raise SystemExit(f"unknown setting {key!r}: steps, lr, batch_size or a key of models.{model} "
+                             f"({sorted(run['model'])})")
+    steps = run["train"]["steps"]
+    run["train"].update(log_every=10, checkpoint_every=steps, eval_checkpoints=[])
+    return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("settings", nargs="+", help="MODEL[,key=value...]")
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--shards", default="results/tiny/shards")
+    p.add_argument("--captions", default="ta", choices=["ta", "aio"])
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    config = load_config(args.config)
+    text_encoder = make_text_encoder(config["encode"]["text"])
+    autoencoder = make_autoencoder(config["encode"]["autoencoder"])
+    train_set = Path(args.shards) / f"train_{args.captions}"
+    uncond = load_uncond(train_set)[0][0]
+    rows = probe_prompts(config["source"]["classes"], config["source"]["colors"])
+    k = config["eval"]["colour_probe"]["samples_per_prompt"]
+    prompts = [r["prompt"] for r in rows for _ in range(k)]
+    seeds = [sample_seed(config["sample"]["seed"], i, j) for i in range(len(rows)) for j in range(k)]
+    sample_cfg = {**config["sample"], "steps": config["eval"]["steps"]}
+    denoise = config["eval"]["denoise"]
+    x0, text, mask = fixed_samples(train_set, denoise["num_samples"], denoise["seed"])
+    table = []
+    for setting in args.settings:
+        model_name, changes = parse_setting(setting)
+        run = resolved(config, model_name, changes, args.captions)
+        if run_shard_sets(run)["train"] != train_set.name:
+            raise SystemExit(f"{setting}: the sweep trains on {train_set} only")
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            Trainer(run, args.shards, tmp, f"{tmp}/state")()
+            train_s = time.perf_counter() - t0
+            loss = float(list(csv.DictReader(open(f"{tmp}/train.csv")))[-1]["loss"])
+            model = load_pretrained(f"{tmp}/final")
+        images = np.concatenate(list(generate(model, autoencoder, text_encoder, uncond, prompts, seeds, sample_cfg,
+                                              batch_size=120)))
+        acc = probe_accuracy(images, rows, k)["accuracy"]
+        profile = denoise_profile(model, x0, text, mask, denoise["gammas"], seed=denoise["seed"])
+        mse = dict(zip(profile["gammas"], profile["x0_mse"]["model"]))
+        table.append((setting, run["train"]["steps"], count_parameters(model), train_s, loss, acc,
+                      [mse.get(g, float("nan")) for g in SHOWN_GAMMAS]))
+        print(f"{setting}: {train_s:.0f} s, loss {loss:.4f}, colour probe {acc:.3f}, x0 MSE "
+              + ", ".join(f"g{g} {m:.4f}" for g, m in zip(SHOWN_GAMMAS, table[-1][-1])), flush=True)
+    zero = profile["x0_mse"]["predict_zero"][0]
+    head = " ".join(f"{'x0@' + str(g):>9}" for g in SHOWN_GAMMAS)
+    print(f"\n{'setting':<44} {'steps':>6} {'params':>9} {'train_s':>8} {'loss':>7} {'probe':>6} {head}"
+          f"   (probe chance 0.1; predict-0 x0 MSE {zero:.4f})")
+    for setting, steps, n, train_s, loss, acc, mses in table:
+        print(f"{setting:<44} {steps:>6} {n:>9,} {train_s:>8.0f} {loss:>7.4f} {acc:>6.3f} "
+              + " ".join(f"{m:>9.4f}" for m in mses))
+
+
+if __name__ == "__main__":
+    main()
