@@ -17,6 +17,15 @@ class ConfigError(ValueError):
     """A config key is missing or invalid; the message names the key."""
 
 
+# The pseudo-run name of the released CAD-I (``eval.released``): evaluated like a run, never trained.
+RELEASED_RUN = "released_cad_i"
+
+
+def evaluated_runs(config: dict) -> list[str]:
+    """Every run the evaluation rules score: the trained runs, and `RELEASED_RUN` with ``eval.released``."""
+    return [*config["runs"], *([RELEASED_RUN] if config.get("eval", {}).get("released") else [])]
+
+
 def _with_defaults(validator_class: type) -> type:
     """A validator that fills schema defaults before checking (as snakemake's validate does)."""
     validate_properties = validator_class.VALIDATORS["properties"]
@@ -118,10 +127,14 @@ def _check_references(config: dict) -> None:
             if step > spec.get("steps", config["train"]["steps"]):
                 raise ConfigError(f"config key 'train.eval_checkpoints': step {step} is past the end of run '{run}'")
     runs = config["runs"]
+    _check_released(config)
     for tid, table in config.get("tables", {}).items():
         for i, row in enumerate(table["rows"]):
             for r in row["runs"]:
-                if r not in runs:
+                if r == RELEASED_RUN and r not in evaluated_runs(config):
+                    raise ConfigError(f"config key 'tables.{tid}.rows.{i}.runs': '{r}' is the released CAD-I; set "
+                                      "eval.released (weights, guidance, clamp, steps) to evaluate it")
+                if r not in evaluated_runs(config):
                     raise ConfigError(f"config key 'tables.{tid}.rows.{i}.runs': unknown run '{r}'")
     qual = config.get("figures", {}).get("F-QUAL")
     if qual:
@@ -146,6 +159,23 @@ def _check_references(config: dict) -> None:
         for key in ("num_train", "num_val", "classes", "colors", "backgrounds"):
             if key not in config["source"]:
                 raise ConfigError(f"config key 'source.{key}': required when source.backend is synthetic")
+
+
+def _check_released(config: dict) -> None:
+    """``eval.released`` names a weights entry, does not shadow a run, and a table shows it."""
+    released = config.get("eval", {}).get("released")
+    if not released:
+        return
+    if RELEASED_RUN in config["runs"]:
+        raise ConfigError(f"config key 'runs.{RELEASED_RUN}': the name is the released CAD-I's (eval.released); "
+                          "rename the run")
+    if released["weights"] not in config.get("weights", {}):
+        raise ConfigError(f"config key 'eval.released.weights': '{released['weights']}' is not in the weights block "
+                          f"(defined: {sorted(config.get('weights', {}))}); add e.g. "
+                          "{hub: Lucasdegeorge/CAD-I} or {path: <local snapshot>}")
+    if not any(RELEASED_RUN in row["runs"] for t in config.get("tables", {}).values() for row in t["rows"]):
+        raise ConfigError(f"config key 'tables': eval.released is set but no table row lists '{RELEASED_RUN}'; "
+                          f"add one (T-RELEASED in config/paper.yaml) or drop eval.released")
 
 
 def _check_models(config: dict) -> None:

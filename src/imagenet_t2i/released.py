@@ -28,19 +28,25 @@ code's DDIM default) and the exact formula of its "linear" scheduler (presumably
 schedule); the sampler settings behind the paper's tables. Our `ddim_sample` uses the cosine inference
 schedule and the empty caption as the unconditional input, so it does not reproduce the release's pipeline
 exactly; `RELEASED_SAMPLING` says what would.
+
+`convert_released` turns a snapshot into a model folder our sampling reads (the ``released_model`` rule of
+``evaluate_released``); `save_random_release` writes a tiny random-init snapshot in the release's format
+(``weights: {random_init: cad_i_release}``, offline tests).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from .io import read_json
-from .models import CADI
+from .io import atomic_write, read_json, sha256_file, write_json
+from .models import CADI, save_pretrained
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -132,3 +138,55 @@ def load_released(snapshot: str | os.PathLike,
     except RuntimeError as err:
         raise ValueError(f"{folder / WEIGHTS_FILE} does not fit the CADI of {folder / CONFIG_FILE}: {err}") from err
     return model.eval(), RELEASED_SAMPLING
+
+
+# How `convert_released`'s folder is sampled, beside the release's own settings (docs/evaluation.md).
+OUR_SAMPLER = {"sampler": "ddim", "schedule": "cosine", "uncond": "the empty caption, encoded by encode.text",
+               "coherence": [1.0, 0.0]}
+RELEASE_FILE = "released.json"
+UNCOND_FILE = "uncond.npy"  # read by loader.load_uncond, as in a shard set
+
+
+def convert_released(snapshot: str | os.PathLike, out: str | os.PathLike, uncond: np.ndarray,
+                     sampling: dict[str, Any]) -> dict[str, Any]:
+    """Write a model folder our sampling reads from a release snapshot: ``model.safetensors`` + ``config.json``
+    (our CADI), ``objective.json`` ("eps"), ``uncond.npy`` (``uncond``, (L0, D): the empty caption of our text
+    encoder) and ``released.json`` (the snapshot's sha256s, the release's sampler, ours with ``sampling``).
+    -> the ``released.json`` record."""
+    from .sample import OBJECTIVE_FILE
+
+    model, release = load_released(snapshot)
+    out = Path(out)
+    save_pretrained(model, out)
+    write_json(out / OBJECTIVE_FILE, {"objective": "eps"})
+    with atomic_write(out / UNCOND_FILE, "wb") as f:
+        np.save(f, uncond.astype(np.float16), allow_pickle=False)
+    record = {"snapshot": str(snapshot),
+              "sha256": {name: sha256_file(Path(snapshot) / name) for name in (CONFIG_FILE, WEIGHTS_FILE)},
+              "release_sampling": dataclasses.asdict(release), "our_sampling": {**OUR_SAMPLER, **sampling}}
+    write_json(out / RELEASE_FILE, record)
+    return record
+
+
+# A tiny CAD-I in the release's format: 4x8x8 latents (64 px through the tiny SD-VAE), text width 32 (the tiny T5).
+TINY_RELEASE: dict[str, Any] = {
+    "compute_heads": 2, "concat_cond_token_to_latents": False, "data_dim": 16, "data_size": 8, "label_dim": 32,
+    "latents_dim": 32, "num_blocks": 1, "num_cond_tokens": 77, "num_input_channels": 4, "num_latents": 8,
+    "num_processing_layers": 1, "num_text_registers": 4, "path_size": 2, "read_write_heads": 2,
+    "use_cond_rin_block": True,
+}  # fmt: skip
+
+
+def save_random_release(out: str | os.PathLike, config: dict[str, Any] = TINY_RELEASE, seed: int = 0) -> None:
+    """A release-format snapshot (``config.json`` with ``CADRINTextCond``'s kwarg names, ``model.safetensors``)
+    of a random-init CAD-I, every parameter perturbed so no zero-initialised layer stays zero (trained weights)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = CADI(**released_kwargs(config))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    out = Path(out)
+    out.mkdir(parents=True)
+    (out / CONFIG_FILE).write_text(json.dumps(config, sort_keys=True, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))

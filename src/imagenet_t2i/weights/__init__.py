@@ -25,6 +25,7 @@ MODEL_SECTIONS = {"captions": ("captions",), "autoencoder": ("encode", "autoenco
 def _builders() -> dict[str, Callable[[Path], None]]:
     from ..evaluation.tiny_feature_nets import save_random_inception, save_tiny_dinov2
     from ..evaluation.tiny_perception import save_tiny_clip, save_tiny_mask2former  # CLIP with its image processor
+    from ..released import save_random_release
     from .tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
     from .tiny_llava import save_tiny_llava_next
 
@@ -34,7 +35,7 @@ def _builders() -> dict[str, Callable[[Path], None]]:
 
     return {"llava_next": save_tiny_llava_next, "autoencoder_kl": save_tiny_autoencoder_kl, "t5": save_tiny_t5,
             "mask2former": save_tiny_mask2former, "clip": save_tiny_clip, "dinov2": save_tiny_dinov2,
-            "inception": inception}
+            "inception": inception, "cad_i_release": save_random_release}
 
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID Inception weights
