@@ -17,7 +17,7 @@ wildcard_constraints:
     set="train|val|crop|cutmix_(half|quarter|ninth|sixteenth|all)",
     kind="aio|ta",
     aug="crop|cutmix_(half|quarter|ninth|sixteenth|all)",
-    run="|".join(config["runs"]),
+    run=wf.run_pattern(config),
     ckpt="final|step-[0-9]+",
     chunk="[0-9]+-of-[0-9]+",
     weights="[A-Za-z0-9_.-]+",
@@ -36,6 +36,12 @@ rule download_weights:
     """Every model and file of the config's weights block, fetched once (run it where the network is reachable)."""
     input:
         wf.all_weights(config),
+
+
+rule evaluate_released:
+    """The released CAD-I (eval.released) scored by our sampling and the official perception, in its table."""
+    input:
+        lambda w: wf.released_targets(config),
 
 
 rule reproduce_all:

@@ -213,6 +213,29 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"[{args.run}] done: {record['summary']}")
 
 
+def cmd_released(args: argparse.Namespace) -> None:
+    from .encode.text import make_text_encoder
+    from .released import convert_released
+    from .world.folder import staged_folder
+
+    config = _config(args.config)
+    spec = config["eval"].get("released")
+    if not spec:
+        raise ConfigError("config key 'eval.released': not set; add {weights: <entry of a CAD-I snapshot>, guidance, "
+                          "clamp, steps} (config/paper.yaml) to evaluate the released CAD-I")
+    t0 = time.time()
+    text = resolved(config, "text")
+    uncond = make_text_encoder(text).encode([""])[0]  # (L0, D): the prompts' encoder, as the shards stage does it
+    sampling = {k: spec[k] for k in ("steps", "guidance", "clamp")}
+    with staged_folder(args.out) as tmp:
+        record = convert_released(args.snapshot, tmp, uncond, sampling)
+    print(f"{args.out}: released CAD-I from {args.snapshot} (model.safetensors sha256 "
+          f"{record['sha256']['model.safetensors']})")
+    _provenance("released", {"released": spec, "text": text, "release_sampling": record["release_sampling"],
+                             "our_sampling": record["our_sampling"], "snapshot_sha256": record["sha256"]},
+                {"snapshot": args.snapshot, **({"text_weights": text["path"]} if "path" in text else {})}, args.out, t0)
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import numpy as np
     from PIL import Image
@@ -281,12 +304,12 @@ def cmd_colour_probe(args: argparse.Namespace) -> None:
                           "(its colours and classes); drop colour_probe from the tables of this config")
     t0 = time.time()
     images = sample_colour_probe(args.model, rows, args.images, *_eval_backends(config, args.uncond, args.embeddings),
-                                 _eval_sample_cfg(config), k, args.batch_size)
+                                 _eval_sample_cfg(config, args), k, args.batch_size)
     result = probe_accuracy(images, rows, k)
     write_json(args.out, result)
     print(f"{args.out}: colour probe accuracy {result['accuracy']:.3f} (chance {result['chance']:.3f})")
     inputs = {"model": args.model, "uncond": args.uncond, **_embeddings_input(args)}
-    _provenance("colour_probe_sample", {**_sampling_record(config, args.batch_size), "samples_per_prompt": k}, inputs,
+    _provenance("colour_probe_sample", {**_sampling_record(config, args), "samples_per_prompt": k}, inputs,
                 args.images, t0)
     _provenance("colour_probe", {"samples_per_prompt": k}, {"images": args.images}, args.out, t0)
 
@@ -338,15 +361,23 @@ def _eval_backends(config: dict, uncond_dir: str, embeddings: str | None) -> tup
             load_uncond(uncond_dir)[0][0])
 
 
-def _eval_sample_cfg(config: dict) -> dict:
-    return {**config["sample"], "steps": config["eval"]["steps"]}
+SAMPLING_OVERRIDES = ("steps", "guidance", "clamp")
 
 
-def _sampling_record(config: dict, batch_size: int) -> dict:
-    """The evaluation sampling settings and how they ran (seed rule, device, precision, batch size)."""
+def _eval_sample_cfg(config: dict, args: argparse.Namespace) -> dict:
+    """``sample`` with the benchmarks' steps (``eval.steps``), then any ``--steps/--guidance/--clamp`` given."""
+    given = {k: getattr(args, k) for k in SAMPLING_OVERRIDES if getattr(args, k, None) is not None}
+    return {**config["sample"], "steps": config["eval"]["steps"], **given}
+
+
+def _sampling_record(config: dict, args: argparse.Namespace) -> dict:
+    """The evaluation sampling settings as used and how they ran (seed rule, device, precision, batch size);
+    ``overridden`` names the settings given on the command line (the released CAD-I's, eval.released)."""
     from .sample import sampling_provenance
 
-    return {**_eval_sample_cfg(config), **sampling_provenance(batch_size)}
+    given = sorted(k for k in SAMPLING_OVERRIDES if getattr(args, k, None) is not None)
+    return {**_eval_sample_cfg(config, args), **sampling_provenance(args.batch_size),
+            **({"overridden": given} if given else {})}
 
 
 def _require_tiny_perception(config: dict, what: str) -> None:
@@ -383,9 +414,9 @@ def cmd_geneval_sample(args: argparse.Namespace) -> None:
     config = _config(args.config)
     t0 = time.time()
     n = sample_geneval(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
-                       _eval_sample_cfg(config), config["eval"]["geneval"]["samples_per_prompt"], args.batch_size)
+                       _eval_sample_cfg(config, args), config["eval"]["geneval"]["samples_per_prompt"], args.batch_size)
     print(f"{args.out}: {n} samples written (complete prompts of an earlier run kept)")
-    _provenance("geneval_sample", _sampling_record(config, args.batch_size),
+    _provenance("geneval_sample", _sampling_record(config, args),
                 {"model": args.model, "prompts": args.prompts, "uncond": args.uncond, **_embeddings_input(args)},
                 args.out, t0)
 
@@ -475,9 +506,9 @@ def cmd_dpg_sample(args: argparse.Namespace) -> None:
     config = _config(args.config)
     t0 = time.time()
     n = sample_dpg(args.model, args.prompts, args.out, *_eval_backends(config, args.uncond, args.embeddings),
-                   _eval_sample_cfg(config), args.batch_size)
+                   _eval_sample_cfg(config, args), args.batch_size)
     print(f"{args.out}: {n} grids written (grids of an earlier run kept)")
-    _provenance("dpg_sample", _sampling_record(config, args.batch_size),
+    _provenance("dpg_sample", _sampling_record(config, args),
                 {"model": args.model, "prompts": args.prompts, "uncond": args.uncond, **_embeddings_input(args)},
                 args.out, t0)
 
@@ -545,13 +576,13 @@ def _fd_paper(args: argparse.Namespace, config: dict, t0: float) -> None:
     extractors, scorer = load_extractors(config, default_device())
     batches, captions = caption_samples(args.model, args.captions, fid["num_samples"],
                                         *_eval_backends(config, args.uncond, args.embeddings),
-                                        _eval_sample_cfg(config), args.batch_size)
+                                        _eval_sample_cfg(config, args), args.batch_size)
     report = fid_report(batches, extractors, {e.name: Path(args.reference) / f"{e.name}.npz" for e in extractors},
                         k=fid["k"], batch_size=fid["batch_size"], prompts=captions, clip_scorer=scorer)
     scores = flat_scores(report)
     write_json(args.out, scores)
     print(f"{args.out}: FID {scores['fd']:.3f}")
-    _provenance("fd", {**fid, "sample": _sampling_record(config, args.batch_size)},
+    _provenance("fd", {**fid, "sample": _sampling_record(config, args)},
                 {"model": args.model, "captions": args.captions, "reference": args.reference,
                  **_embeddings_input(args)}, args.out, t0)
 
@@ -568,13 +599,13 @@ def cmd_fd_score(args: argparse.Namespace) -> None:
         return
     fd = config["eval"]["fd"]
     fake = sample_captions(args.model, args.captions, fd["num_samples"],
-                           *_eval_backends(config, args.uncond, args.embeddings), _eval_sample_cfg(config),
+                           *_eval_backends(config, args.uncond, args.embeddings), _eval_sample_cfg(config, args),
                            args.batch_size)
     report = fd_report(load_feature_net(args.net), load_images(args.reference), fake, k=fd["k"])
     report["reference"] = args.reference
     write_json(args.out, report)
     print(f"{args.out}: FD {report['fd']:.3f}")
-    _provenance("fd", {**fd, "sample": _sampling_record(config, args.batch_size)},
+    _provenance("fd", {**fd, "sample": _sampling_record(config, args)},
                 {"model": args.model, "captions": args.captions, "reference": args.reference, "feature_net": args.net,
                  **_embeddings_input(args)}, args.out, t0)
 
@@ -625,6 +656,13 @@ def _provenance(stage: str, cfg: dict, inputs: dict, output: str, t0: float) -> 
 
 EMBEDDINGS_HELP = "prompt-embedding cache (imagenet-t2i embed) to read instead of loading the text encoder"
 BATCH_HELP = "images sampled at once (the images do not depend on it; default 64)"
+
+
+def _sampling_options(sp: argparse.ArgumentParser) -> None:
+    """``--steps/--guidance/--clamp``: override the config's benchmark sampling (the released CAD-I's settings)."""
+    sp.add_argument("--steps", type=int, help="DDIM steps (default: eval.steps)")
+    sp.add_argument("--guidance", type=float, help="guidance scale (default: sample.guidance)")
+    sp.add_argument("--clamp", type=float, help="x0 clamp (default: sample.clamp)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -680,6 +718,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--state", required=True, help="resumable state (keep outside Snakemake outputs)")
     sp.add_argument("--until", type=int, help="stop (resumably) after this step")
     sp.add_argument("--cluster", choices=["local", "slurm"], help="override cluster.backend")
+    sp = add("released", cmd_released,
+             "the released CAD-I snapshot (eval.released) as a model folder our sampling reads, with uncond.npy")
+    sp.add_argument("--snapshot", required=True, help="a release snapshot folder: config.json + model.safetensors")
+    sp.add_argument("--out", required=True)
     sp = add("sample", cmd_sample, "sample a trained model (PNG per image, optional labelled grid)")
     sp.add_argument("--model", required=True, help="folder with model.safetensors + config.json")
     sp.add_argument("--uncond", required=True, help="shard folder whose uncond.npy is the empty caption")
@@ -726,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
+    _sampling_options(sp)
     sp = leaf(ge, "detect", cmd_geneval_detect, "tiny-world perception: detections JSONL of a GenEval folder")
     sp.add_argument("--images", required=True)
     sp.add_argument("--out", required=True)
@@ -745,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
+    _sampling_options(sp)
     sp = leaf(dp, "answer", cmd_dpg_answer, "tiny-world perception: answers JSONL of a grid folder")
     for a in ("--grids", "--questions", "--out"):
         sp.add_argument(a, required=True)
@@ -764,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--net", help="the tiny world's feature network (paper scale: the eval.fid weights)")
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
+    _sampling_options(sp)
     sp = leaf(fdp, "reference", cmd_fd_reference, "paper scale: reference statistics of the val images, once")
     for a in ("--images", "--out"):
         sp.add_argument(a, required=True)

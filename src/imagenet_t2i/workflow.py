@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from .chunks import chunk_names
-from .config import config_hash, resolve_run, run_shard_sets, validate_config
+from .config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, resolve_run, run_shard_sets,
+                     validate_config)
 from .io import atomic_write
 from .provenance import source_hash
 
@@ -182,14 +183,56 @@ def eval_checkpoint_names(config: dict) -> list[str]:
 
 
 def model_dir(config: dict, run: str, ckpt: str) -> str:
-    """Weights folder of a run: ``final`` or an intermediate ``step-XXXXXXX`` checkpoint."""
+    """Weights folder of a run: ``final`` or an intermediate ``step-XXXXXXX`` checkpoint; the released CAD-I's
+    converted folder (`released_dir`) for `RELEASED_RUN`, which has only ``final``."""
+    if run == RELEASED_RUN:
+        if ckpt != "final":
+            raise ValueError(f"{RELEASED_RUN} (eval.released) has no checkpoint {ckpt!r}, only 'final'")
+        return released_dir(config)
     root = f"{results_dir(config)}/runs/{run}"
     return f"{root}/final" if ckpt == "final" else f"{root}/checkpoints/{ckpt}"
 
 
 def run_captions(config: dict, run: str) -> str:
-    """Caption kind (aio | ta) a run was trained with: its benchmarks prompt val images the same way."""
-    return config["runs"][run]["captions"]
+    """Caption kind (aio | ta) a run was trained with: its benchmarks prompt val images the same way. The
+    released CAD-I was trained on TA captions: its FD samples the TA val captions."""
+    return "ta" if run == RELEASED_RUN else config["runs"][run]["captions"]
+
+
+def run_uncond(config: dict, run: str) -> str:
+    """Folder whose ``uncond.npy`` a run samples with: its first shard set's (the empty caption of encode.text),
+    or the released CAD-I's converted folder (the same empty caption, same encoder, written by its rule)."""
+    return released_dir(config) if run == RELEASED_RUN else run_shards(config, run)[0]
+
+
+def released_dir(config: dict) -> str:
+    """The released CAD-I as a model folder our sampling reads (rule ``released_model``)."""
+    return f"{results_dir(config)}/released/{RELEASED_RUN}"
+
+
+def released_weights(config: dict) -> str:
+    """The weights entry of the released snapshot (``eval.released.weights``)."""
+    return config["eval"]["released"]["weights"]
+
+
+def sampling_options(config: dict, run: str) -> str:
+    """Sampling options of a run's benchmark jobs: none for a trained run (the config's ``sample`` and
+    ``eval.steps``), the release's settings of ``eval.released`` for `RELEASED_RUN`."""
+    if run != RELEASED_RUN:
+        return ""
+    spec = config["eval"]["released"]
+    return f"--steps {spec['steps']} --guidance {spec['guidance']} --clamp {spec['clamp']}"
+
+
+def released_targets(config: dict) -> list[str]:
+    """The tables that show the released CAD-I (target ``evaluate_released``); ConfigError without eval.released."""
+    if RELEASED_RUN not in evaluated_runs(config):
+        raise ConfigError("config key 'eval.released': not set, so there is no released CAD-I to evaluate; add "
+                          "eval.released {weights, guidance, clamp, steps} and a table row listing "
+                          f"'{RELEASED_RUN}' (config/paper.yaml has both)")
+    tables = config.get("tables", {})
+    return [f"{results_dir(config)}/tables/{t}.md" for t, spec in tables.items()
+            if any(RELEASED_RUN in row["runs"] for row in spec["rows"])]
 
 
 EMBEDDING_SETS = ("grid", "geneval", "dpg", "val_aio", "val_ta")
@@ -229,6 +272,11 @@ def overfit_inputs(config: dict) -> list[str]:
     runs = {r for panel in spec["panels"] for line in panel["lines"] for r in line["runs"]}
     ckpts = eval_checkpoint_names(config) + ["final"]
     return sorted(f"{results_dir(config)}/eval/{run}/fd/{c}.json" for run in runs for c in ckpts)
+
+
+def run_pattern(config: dict) -> str:
+    """The ``run`` wildcard's values: every run the evaluation rules score (`evaluated_runs`)."""
+    return "|".join(evaluated_runs(config))
 
 
 def denoise_shards(config: dict, run: str) -> str:

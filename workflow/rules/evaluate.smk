@@ -43,13 +43,37 @@ rule prompt_embeddings:
         "--out {output} > {log} 2>&1"
 
 
+if config["eval"].get("released"):
+
+    rule released_model:
+        """The released CAD-I snapshot (eval.released) as a model folder our sampling reads, with the empty caption
+        of encode.text as its unconditional input."""
+        input:
+            snapshot=wf.named_weights(config, wf.released_weights(config)),
+            text=wf.weights_inputs(config, "text"),
+        output:
+            directory(wf.released_dir(config)),
+        params:
+            code=CODE,
+            snapshot=wf.weights_location(config, wf.released_weights(config)),
+            released=config["eval"]["released"],
+            text={k: v for k, v in config["encode"]["text"].items() if k != "batch_size"},
+        log:
+            f"{R}/logs/released_model.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i released --config {CFG} --snapshot {params.snapshot} --out {output} > {log} 2>&1"
+
+
 rule geneval_sample:
     """Samples of every GenEval prompt in the official folder layout."""
     input:
-        model=f"{R}/runs/{{run}}/final",
+        model=lambda w: wf.model_dir(config, w.run, "final"),
         vae=wf.weights_inputs(config, "autoencoder"),
         prompts=f"{R}/eval/geneval_prompts.jsonl",
-        uncond=lambda w: wf.run_shards(config, w.run)[0],
+        uncond=lambda w: wf.run_uncond(config, w.run),
         embeddings=wf.embeddings_path(config, "geneval"),
     output:
         directory(f"{R}/eval/{{run}}/geneval/images"),
@@ -57,6 +81,7 @@ rule geneval_sample:
         code=CODE,
         sample=config["sample"],
         eval=config["eval"]["steps"],
+        options=lambda w: wf.sampling_options(config, w.run),
     log:
         f"{R}/logs/geneval_sample_{{run}}.log",
     threads: wf.stage_threads(config, "gpu")
@@ -64,7 +89,7 @@ rule geneval_sample:
         **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i geneval sample --config {CFG} --model {input.model} --prompts {input.prompts} "
-        "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
+        "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} {params.options} > {log} 2>&1"
 
 
 if config["eval"]["perception"] == "official":
@@ -152,10 +177,10 @@ rule dpg_benchmark:
 rule dpg_sample:
     """One 2x2 grid of samples per DPG prompt."""
     input:
-        model=f"{R}/runs/{{run}}/final",
+        model=lambda w: wf.model_dir(config, w.run, "final"),
         vae=wf.weights_inputs(config, "autoencoder"),
         prompts=f"{R}/eval/dpg/prompts.jsonl",
-        uncond=lambda w: wf.run_shards(config, w.run)[0],
+        uncond=lambda w: wf.run_uncond(config, w.run),
         embeddings=wf.embeddings_path(config, "dpg"),
     output:
         directory(f"{R}/eval/{{run}}/dpg/grids"),
@@ -163,6 +188,7 @@ rule dpg_sample:
         code=CODE,
         sample=config["sample"],
         eval=config["eval"]["steps"],
+        options=lambda w: wf.sampling_options(config, w.run),
     log:
         f"{R}/logs/dpg_sample_{{run}}.log",
     threads: wf.stage_threads(config, "gpu")
@@ -170,7 +196,7 @@ rule dpg_sample:
         **wf.stage_resources(config, "gpu", mem_mb=2000),
     shell:
         "imagenet-t2i dpg sample --config {CFG} --model {input.model} --prompts {input.prompts} "
-        "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} > {log} 2>&1"
+        "--uncond {input.uncond} --embeddings {input.embeddings} --out {output} {params.options} > {log} 2>&1"
 
 
 if config["eval"]["perception"] == "tiny":
@@ -263,7 +289,7 @@ if config["eval"].get("fid"):
             vae=wf.weights_inputs(config, "autoencoder"),
             captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
             reference=f"{R}/eval/fd_reference",
-            uncond=lambda w: wf.run_shards(config, w.run)[0],
+            uncond=lambda w: wf.run_uncond(config, w.run),
             embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
         output:
             f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
@@ -271,6 +297,7 @@ if config["eval"].get("fid"):
             code=CODE,
             fid=config["eval"]["fid"],
             sample=config["sample"],
+            options=lambda w: wf.sampling_options(config, w.run),
         log:
             f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
         threads: wf.stage_threads(config, "gpu")
@@ -279,7 +306,7 @@ if config["eval"].get("fid"):
         shell:
             "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
             "--reference {input.reference} --uncond {input.uncond} --embeddings {input.embeddings} "
-            "--out {output} > {log} 2>&1"
+            "--out {output} {params.options} > {log} 2>&1"
 
 else:
 
@@ -310,7 +337,7 @@ else:
             captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
             reference=f"{R}/data/val",
             net=f"{R}/eval/feature_net",
-            uncond=lambda w: wf.run_shards(config, w.run)[0],
+            uncond=lambda w: wf.run_uncond(config, w.run),
             embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
         output:
             f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
@@ -318,6 +345,7 @@ else:
             code=CODE,
             fd=config["eval"]["fd"],
             sample=config["sample"],
+            options=lambda w: wf.sampling_options(config, w.run),
         log:
             f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
         threads: wf.stage_threads(config, "gpu")
@@ -326,7 +354,7 @@ else:
         shell:
             "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
             "--reference {input.reference} --net {input.net} --uncond {input.uncond} --embeddings {input.embeddings} "
-            "--out {output} > {log} 2>&1"
+            "--out {output} {params.options} > {log} 2>&1"
 
 
 rule colour_probe:
