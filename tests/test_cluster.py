@@ -63,13 +63,14 @@ def test_stage_resources_reach_the_slurm_plugin_only_where_configured(paper):
 
 
 def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tmp_path):
-    """`snakemake -n reproduce_all --configfile config/paper.yaml --profile workflow/profiles/slurm`, no data at all."""
+    """`snakemake -n reproduce_all evaluate_released --configfile config/paper.yaml --profile workflow/profiles/slurm`,
+    no data at all."""
     import os
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "reproduce_all", "--configfile", str(REPO / "config" / "paper.yaml"),
+           "reproduce_all", "evaluate_released", "--configfile", str(REPO / "config" / "paper.yaml"),
            "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "--printshellcmds"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ)).stdout
     jobs, rule, wildcards = {}, None, {}
@@ -95,15 +96,25 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     assert sorted(w["weights"] for w, _ in jobs["weights"]) == sorted(paper["weights"])  # downloads, planned
     runs = paper["runs"]
     assert "train" in jobs and len(jobs["train"]) == len(runs)
-    # evaluation of every run: benchmark sampling on GPUs, the official perception, scoring, FID and friends
+    # evaluation of every run and of the released CAD-I (evaluate_released): benchmark sampling on GPUs, the official
+    # perception, scoring, FID and friends
+    evaluated = sorted([*runs, "released_cad_i"])
     for rule in ("geneval_sample", "geneval_detect", "geneval_score", "dpg_sample", "dpg_answer", "dpg_score"):
-        assert sorted(w["run"] for w, _ in jobs[rule]) == sorted(runs), rule
-    for rule in ("geneval_sample", "geneval_detect", "dpg_sample", "dpg_answer", "fd", "fd_reference"):
+        assert sorted(w["run"] for w, _ in jobs[rule]) == evaluated, rule
+    gpu_rules = ("geneval_sample", "geneval_detect", "dpg_sample", "dpg_answer", "fd", "fd_reference", "released_model")
+    for rule in gpu_rules:
         assert all("gpu=1" in r for _, r in jobs[rule]), rule
-    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(runs)
-    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 3
-    assert out.count("geneval_official.py --images") == len(runs)  # the official scripts, in their conda envs
-    assert out.count("dpg_official.py --grids") == len(runs)
+    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(evaluated)
+    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 4
+    assert len(jobs["released_model"]) == 1 and len(jobs["evaluate_released"]) == 1
+    assert out.count("geneval_official.py --images") == len(evaluated)  # the official scripts, in their conda envs
+    assert out.count("dpg_official.py --grids") == len(evaluated)
+    assert "geneval_official.py --images results/paper/eval/released_cad_i/geneval/images" in out
+    released = paper["eval"]["released"]
+    options = f"--steps {released['steps']} --guidance {released['guidance']} --clamp {released['clamp']}"
+    assert out.count(options) == 3  # GenEval, DPG and FID sampling of the released CAD-I, at the release's settings
+    assert "imagenet-t2i released --config results/paper/config.yaml --snapshot results/paper/weights/cad_i_released" \
+        in out
 
 
 def test_official_perception_rules_name_existing_conda_environments():

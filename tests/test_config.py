@@ -85,3 +85,34 @@ def test_replicates_add_seeded_runs_and_widen_table_rows():
     n = len(config["runs"])
     validate_config(config)  # idempotent: the written resolved config validates unchanged
     assert len(config["runs"]) == n
+
+
+def test_released_evaluation_is_checked_naming_the_key():
+    """eval.released: a weights entry, no run of that name, a table showing it; a table row of the released CAD-I
+    without eval.released names the key to set."""
+    from imagenet_t2i import workflow as wf
+
+    paper = load_config(REPO / "config" / "paper.yaml")
+    assert wf.released_targets(paper) == ["results/paper/tables/T-RELEASED.md"]
+    assert wf.run_captions(paper, "released_cad_i") == "ta"
+    assert wf.model_dir(paper, "released_cad_i", "final") == wf.run_uncond(paper, "released_cad_i") \
+        == "results/paper/released/released_cad_i"
+    assert wf.sampling_options(paper, "dit_i_ta") == "" and "--guidance 16.0 --clamp 1.2" in \
+        wf.sampling_options(paper, "released_cad_i")
+    with pytest.raises(ValueError, match="only 'final'"):
+        wf.model_dir(paper, "released_cad_i", "step-0100000")
+    bad = copy.deepcopy(paper)
+    bad["eval"]["released"]["weights"] = "nope"
+    with pytest.raises(ConfigError, match="eval.released.weights"):
+        validate_config(bad)
+    bad = copy.deepcopy(paper)
+    del bad["tables"]["T-RELEASED"]
+    with pytest.raises(ConfigError, match="no table row lists 'released_cad_i'"):
+        validate_config(bad)
+    bad = copy.deepcopy(paper)
+    del bad["eval"]["released"]
+    with pytest.raises(ConfigError, match="set eval.released"):
+        validate_config(bad)
+    del bad["tables"]["T-RELEASED"]
+    with pytest.raises(ConfigError, match="eval.released"):
+        wf.released_targets(validate_config(bad))
