@@ -43,3 +43,19 @@ def test_throughput_benchmarks_run_eager_and_fast_at_tiny_size(script, args, exp
         assert word in out, f"{script}: {word!r} missing from\n{out}"
     table = out[out.rindex("\nmodel"):].splitlines()[2:]
     assert len(table) == 4 and all("nan" not in row.split()[5] for row in table), out
+
+
+def test_tiny_world_scripts_run_on_real_shards(tiny_shards):
+    """The CPU scripts behind the tiny config's sizes and the README's training rates, on real MiniLM shards."""
+    config = str(REPO / "config" / "config.yaml")
+    out = _run("tiny_train_speed.py", "dit_i_ta", "--steps", "3", "--shards", str(tiny_shards), "--config", config)
+    assert "stream train_ta:" in out and "cpu_ms/step" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("dit_i_ta "))
+    assert row[1:3] == ["3", "32"] and float(row[-1]) > 0
+    out = _run("tiny_sweep.py", "dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8", "--shards", str(tiny_shards),
+               "--config", config)
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.startswith(("dit_i,", "cad_i,")) and not line.split()[0].endswith(":")}  # the table, not the log
+    assert set(rows) == {"dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8"}
+    assert rows["dit_i,steps=2"][1:3] == ["2", "347,760"]  # steps, parameters of the default tiny DiT-I
+    assert 0 <= float(rows["dit_i,steps=2"][5]) <= 1  # colour probe accuracy
