@@ -77,7 +77,7 @@ def fd_curve(results_root: str | os.PathLike, run: str, metric: str = "fd") -> t
     return dict(sorted(points.items())), [*files, final, step_file]
 
 
-def _check_lines(spec: Mapping, figure_id: str = "F-OVERFIT") -> None:
+def _check_lines(spec: Mapping, figure_id: str) -> None:
     panels = spec.get("panels")
     if not isinstance(panels, list) or not panels:
         raise ValueError(f"{figure_id} spec needs 'panels': [{{title, lines: [{{label, runs: [run, ...]}}]}}]")
@@ -91,6 +91,14 @@ def _check_lines(spec: Mapping, figure_id: str = "F-OVERFIT") -> None:
                 raise ValueError(f"{figure_id} panels[{p}].lines[{n}] needs a 'label' and a non-empty 'runs' list")
 
 
+def _panel_figure(spec: Mapping, figure_id: str) -> tuple[Figure, list, list]:
+    """A checked ``{panels: [{title, lines: [{label, runs}]}]}`` spec's figure: one row of axes, one per panel."""
+    _check_lines(spec, figure_id)
+    panels = spec["panels"]
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    return fig, list(fig.subplots(1, len(panels), squeeze=False)[0]), panels
+
+
 def figure_overfit(figure_id: str, spec: Mapping, results_root: str | os.PathLike, out: str | os.PathLike,
                    reference: ReferenceValues | None = None) -> dict:
     """FD (or another FD-report metric, ``spec['metric']``) vs training step, one panel per model, one line per
@@ -98,12 +106,9 @@ def figure_overfit(figure_id: str, spec: Mapping, results_root: str | os.PathLik
 
     spec: {title?, metric?, panels: [{title, lines: [{label, runs}]}]}. Returns {png, pdf, series}."""
     t0 = time.time()
-    _check_lines(spec)
+    fig, axes, panels = _panel_figure(spec, figure_id)
     reference = reference or load_reference()
     metric = spec.get("metric", "fd")
-    panels = spec["panels"]
-    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     series: dict[str, dict[str, dict]] = {}
     inputs: dict[str, Path] = {}
     for ax, panel in zip(axes, panels):
@@ -188,10 +193,7 @@ def figure_denoise(figure_id: str, spec: Mapping, results_root: str | os.PathLik
 
     spec: {title?, panels: [{title, lines: [{label, runs}]}]}. Returns {png, pdf, series}."""
     t0 = time.time()
-    _check_lines(spec, figure_id)
-    panels = spec["panels"]
-    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    fig, axes, panels = _panel_figure(spec, figure_id)
     series: dict[str, dict[str, dict]] = {}
     inputs: dict[str, Path] = {}
     for ax, panel in zip(axes, panels):
