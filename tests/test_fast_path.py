@@ -135,7 +135,7 @@ def test_fast_path_keys_default_to_the_plain_cpu_step():
     """The keys get no schema default (a filled-in default would change every run hash, and Snakemake would retrain
     every run); absent, the loop reads compile off and fused_optimizer auto, which on the CPU is the optimiser as it
     was built before the fast path (AdamW with torch's default implementation, LAMB's per-tensor loop). The tiny
-    config sets fused_optimizer itself (measured faster on the CPU) and leaves compile out."""
+    config sets fused_optimizer itself (its tables were made with it) and leaves compile out."""
     config = load_config(REPO / "config" / "config.yaml")
     assert "compile" not in config["train"] and config["train"]["fused_optimizer"] is True
     del config["train"]["fused_optimizer"]

@@ -121,3 +121,18 @@ def test_one_ablation_target_rebuilds_only_its_chain(smoke):
     out = proc.stdout + proc.stderr
     assert "train" in out and "geneval_sample" in out
     assert "dit_i_ta_cutmix_crop" not in out and "cad_i_aio" not in out
+
+
+def test_job_times_reads_the_run_log(smoke):
+    """tools/job_times.py (the README's "where the time goes") parses the real Snakemake log of the smoke run."""
+    import runpy
+
+    workdir, _, config = smoke
+    job_times = runpy.run_path(str(REPO / "tools" / "job_times.py"))
+    logs = (workdir / ".snakemake" / "log").glob("*.snakemake.log")
+    log = min(logs, key=lambda p: p.stat().st_mtime)  # the fixture's reproduce_all, the first run in this folder
+    durations = job_times["job_seconds"](log)
+    assert len(durations["train"]) == len(config["runs"]) and all(t >= 0 for t in durations["train"])
+    assert len(durations["denoise_profile"]) == len(config["runs"])
+    walls = job_times["provenance_wall"](workdir / "results" / "smoke")
+    assert len(walls["train"]) == len(config["runs"]) and min(walls["train"]) > 0

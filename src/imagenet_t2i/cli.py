@@ -325,9 +325,10 @@ def cmd_denoise_profile(args: argparse.Namespace) -> None:
     cfg = config["eval"]["denoise"]
     t0 = time.time()
     x0, text, mask = fixed_samples(args.shards, cfg["num_samples"], cfg["seed"])
-    profile = denoise_profile(load_pretrained(args.model), x0, text, mask, cfg["gammas"], model_objective(args.model),
-                              cfg["seed"], args.batch_size, default_device())
-    profile.update(shards=args.shards, seed=cfg["seed"], objective=model_objective(args.model),
+    objective = model_objective(args.model)
+    profile = denoise_profile(load_pretrained(args.model), x0, text, mask, cfg["gammas"], objective, cfg["seed"],
+                              args.batch_size, default_device())
+    profile.update(shards=args.shards, seed=cfg["seed"], objective=objective,
                    self_conditioning="none (one pass, the first sampling step's input)")
     print(f"{args.model} on {profile['num_samples']} samples of {args.shards}: x0-prediction MSE\n"
           f"{format_profile(profile)}")

@@ -264,12 +264,15 @@ def table_inputs(config: dict, table: str) -> list[str]:
     return sorted(f"{results_dir(config)}/eval/{run}/{f}" for row in spec["rows"] for run in row["runs"] for f in files)
 
 
+def _panel_runs(config: dict, figure: str) -> set[str]:
+    """Every run of a panel figure's lines (none when the config does not declare the figure)."""
+    spec = config.get("figures", {}).get(figure) or {"panels": []}
+    return {r for panel in spec["panels"] for line in panel["lines"] for r in line["runs"]}
+
+
 def overfit_inputs(config: dict) -> list[str]:
     """FD files of every checkpoint of every run in F-OVERFIT."""
-    spec = config.get("figures", {}).get("F-OVERFIT")
-    if not spec:
-        return []
-    runs = {r for panel in spec["panels"] for line in panel["lines"] for r in line["runs"]}
+    runs = _panel_runs(config, "F-OVERFIT")
     ckpts = eval_checkpoint_names(config) + ["final"]
     return sorted(f"{results_dir(config)}/eval/{run}/fd/{c}.json" for run in runs for c in ckpts)
 
@@ -294,11 +297,8 @@ def denoise_targets(config: dict) -> list[str]:
 
 def denoise_inputs(config: dict) -> list[str]:
     """Profiles F-DENOISE draws."""
-    spec = config.get("figures", {}).get("F-DENOISE")
-    if not spec:
-        return []
-    runs = {r for panel in spec["panels"] for line in panel["lines"] for r in line["runs"]}
-    return sorted(f"{results_dir(config)}/eval/{run}/denoise_profile.json" for run in runs)
+    return sorted(f"{results_dir(config)}/eval/{run}/denoise_profile.json"
+                  for run in _panel_runs(config, "F-DENOISE"))
 
 
 def qual_inputs(config: dict) -> list[str]:

@@ -68,13 +68,13 @@ def fixed_samples(shard_dir: str | os.PathLike, num_samples: int, seed: int) -> 
     return x0, raw["text"].float(), raw["mask"]
 
 
-def _point(x0: torch.Tensor, eps: torch.Tensor, gamma: float, objective: str) -> tuple[torch.Tensor, float, float]:
-    """The model input at signal variance ``gamma`` on ``objective``'s path. -> x_t, t (flow) or nan, gamma."""
+def _point(x0: torch.Tensor, eps: torch.Tensor, gamma: float, objective: str) -> tuple[torch.Tensor, float]:
+    """The model input at signal variance ``gamma`` on ``objective``'s path. -> x_t, t (flow) or nan."""
     x_vp = add_noise(x0, eps, torch.full((x0.shape[0],), gamma))
     if objective == "flow":
         t = 1.0 / (1.0 + math.sqrt(gamma / (1.0 - gamma)))  # flow_gamma(t) = gamma
-        return x_vp * ((1.0 - t) / math.sqrt(gamma)), t, gamma
-    return x_vp, math.nan, gamma
+        return x_vp * ((1.0 - t) / math.sqrt(gamma)), t
+    return x_vp, math.nan
 
 
 @torch.no_grad()
@@ -96,7 +96,8 @@ def denoise_profile(model: torch.nn.Module, x0: torch.Tensor, text: torch.Tensor
         if not 0 < gamma < 1:
             raise ValueError(f"noise level gamma={gamma} must lie in (0, 1)")
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) * 1000 + k))  # (N, C, h, w)
-        x_t, t, g = _point(x0, eps, gamma, objective)
+        x_t, t = _point(x0, eps, gamma, objective)
+        g = float(gamma)
         err = 0.0
         for s in range(0, x0.shape[0], batch_size):
             sl = slice(s, s + batch_size)
