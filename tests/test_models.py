@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from torch import nn
 
 from imagenet_t2i.models import (CADI, SIZES, DiTI, build_model, cad_i, count_parameters, load_pretrained,
                                  save_pretrained)
+from imagenet_t2i.models.diffusers_models import DIFFUSERS_CLASSES, CADIModel, to_diffusers
 from imagenet_t2i.models.dit_i import DiTBlock, FinalLayer, TimestepEmbedder, sincos_2d
 from imagenet_t2i.models.layers import feed_forward
 from imagenet_t2i.released import load_released, released_kwargs
@@ -159,8 +162,8 @@ def test_cad_i_coherence_defaults_to_one():
 
 
 def same_model(got: torch.nn.Module, want: torch.nn.Module) -> None:
-    """Same class, kwargs, tensors (and dtypes), and bit-identical outputs."""
-    assert type(got) is type(want) and got.build_kwargs == want.build_kwargs
+    """Same network class (or its diffusers subclass), kwargs, tensors (and dtypes), and bit-identical outputs."""
+    assert (isinstance(got, type(want)) or isinstance(want, type(got))) and got.build_kwargs == want.build_kwargs
     a, b = got.state_dict(), want.state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
     prev = torch.randn(2, 32, 128) if want.arch == "cad_i" else None
@@ -182,10 +185,11 @@ def test_run_folder_round_trip(arch, tmp_path):
     save_pretrained(torch.compile(model), tmp_path / "ckpt")  # wrapper prefixes must not reach the file
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert config.pop("_class_name") == type(model).__name__ and "_diffusers_version" in config
-    assert {k: v for k, v in config.items() if not k.startswith("_")} == model.build_kwargs
+    assert config.pop("_class_name") == type(model).__name__ and config == model.build_kwargs
     same_model(load_pretrained(tmp_path / "ckpt"), model)
-    same_model(type(model).from_pretrained(tmp_path / "ckpt"), model)  # run folders load the diffusers way too
+    loaded = DIFFUSERS_CLASSES[arch].from_pretrained(tmp_path / "ckpt")  # run folders load the diffusers way too
+    assert type(loaded) is DIFFUSERS_CLASSES[arch]
+    same_model(loaded, model)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -195,20 +199,27 @@ def test_run_folder_written_before_the_port_still_loads(arch, tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps({"arch": arch, **model.build_kwargs}, indent=2, sort_keys=True))
     same_model(load_pretrained(tmp_path), model)
-    same_model(type(model).from_pretrained(tmp_path), model)
-    other = DiTI if arch == "cad_i" else CADI
+    same_model(DIFFUSERS_CLASSES[arch].from_pretrained(tmp_path), model)
+    other = DIFFUSERS_CLASSES["dit_i" if arch == "cad_i" else "cad_i"]
     with pytest.raises(TypeError, match=f"not a {other.__name__}"):
         other.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_diffusers_save_and_from_pretrained(arch, tmp_path):
-    model = released_like(arch)
+    network = released_like(arch)
+    model = to_diffusers(network)
+    assert type(model) is DIFFUSERS_CLASSES[arch] and dict(model.config) == {**network.build_kwargs, **{
+        k: v for k, v in model.config.items() if k.startswith("_")}}
+    assert all(a is b for a, b in zip(model.parameters(), network.parameters(), strict=True))  # shared, not copied
+    same_model(model, network)
     model.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
     torch.manual_seed(123)
     loaded = type(model).from_pretrained(tmp_path / "m")
+    assert type(loaded) is type(model)
+    assert {k: v for k, v in loaded.config.items() if k != "_name_or_path"} == dict(model.config)
     same_model(loaded, model)
     same_model(load_pretrained(tmp_path / "m"), model)
     (tmp_path / "m" / "extra.txt").write_text("kept")  # saving again replaces files one by one, keeps others
@@ -216,6 +227,32 @@ def test_diffusers_save_and_from_pretrained(arch, tmp_path):
     assert (tmp_path / "m" / "extra.txt").read_text() == "kept"
     with pytest.raises(ValueError, match="push_to_hub"):
         model.save_pretrained(tmp_path / "hub", push_to_hub=True)
+
+
+# What a training, sampling or evaluation job imports: the command line, the launcher and loop, the samplers.
+JOB_MODULES = ["imagenet_t2i.cli", "imagenet_t2i.train.launcher", "imagenet_t2i.train.loop", "imagenet_t2i.sample",
+               "imagenet_t2i.evaluate", "imagenet_t2i.evaluation.denoise_profile", "imagenet_t2i.evaluation.fd"]
+
+
+def test_jobs_that_load_a_model_import_no_diffusers(tmp_path):
+    """Each job is a process that imports what it needs; diffusers (and the transformers it imports) cost about 2 s
+    per process, and only the diffusers classes and the pipeline need them."""
+    code = "\n".join([
+        "import sys, torch",
+        *(f"import {m}" for m in JOB_MODULES),
+        "from imagenet_t2i.models import SIZES, build_model, load_pretrained, save_pretrained",
+        "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & {'diffusers', 'transformers'})",
+        "for arch in ('dit_i', 'cad_i'):",
+        "    save_pretrained(build_model(arch, **SIZES[arch]['tiny']), f'{sys.argv[1]}/{arch}')",
+        "    model = load_pretrained(f'{sys.argv[1]}/{arch}')",
+        "    model(torch.randn(1, 3, 32, 32), torch.rand(1), torch.randn(1, 2, 384), torch.ones(1, 2, dtype=torch.bool))",
+        "print(heavy())",
+        "import imagenet_t2i.models",
+        "imagenet_t2i.models.DiTIModel  # the diffusers classes: imported on first use",
+        "print(heavy())",
+    ])
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True, text=True)
+    assert out.stdout.splitlines() == ["[]", "['diffusers', 'transformers']"]
 
 
 def test_load_pretrained_errors_name_the_file(tmp_path):
@@ -418,8 +455,8 @@ def test_load_released_snapshot(tmp_path):
     mask, gamma = torch.ones(2, 5, dtype=torch.bool), torch.tensor([0.3, 0.8])
     assert torch.equal(model(x, gamma, text, mask)[0], source(x, gamma, text, mask)[0])
     assert (sampling.guidance, sampling.clamp, sampling.coherence, sampling.steps) == (16.0, 1.2, (1.0, 0.0), 250)
-    model.save_pretrained(tmp_path / "ours")  # from there on, a diffusers model of ours
-    assert CADI.from_pretrained(tmp_path / "ours").build_kwargs == model.build_kwargs
+    to_diffusers(model).save_pretrained(tmp_path / "ours")  # from there on, a diffusers model of ours
+    assert CADIModel.from_pretrained(tmp_path / "ours").build_kwargs == model.build_kwargs
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from imagenet_t2i.encode.autoencoder import make_autoencoder
 from imagenet_t2i.encode.text import make_text_encoder
 from imagenet_t2i.io import write_json
 from imagenet_t2i.models import build_model, save_pretrained
+from imagenet_t2i.models.diffusers_models import DIFFUSERS_CLASSES
 from imagenet_t2i.pipeline import ImageNetT2IPipeline, pipeline_from_run
 from imagenet_t2i.sample import OBJECTIVE_FILE, sample_prompts, save_png
 from imagenet_t2i.weights import resolved
@@ -72,7 +73,7 @@ def test_tiny_world_pipeline_gives_the_cli_images(arch, objective, tmp_path):
     pipe.save_pretrained(tmp_path / "pipe")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli", "pipe", "png", "run"]  # no temporary folder left
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
-    assert index["model"] == [f"imagenet_t2i.models.{arch}", type(pipe.model).__name__]
+    assert index["model"] == ["imagenet_t2i.models.diffusers_models", DIFFUSERS_CLASSES[arch].__name__]
     assert index["vae"] == [None, None] and index["text_encoder"] == ["transformers", "BertModel"]
     assert {k: index[k] for k in ("objective", "max_tokens", "num_inference_steps", "guidance_scale", "clamp")} == {
         "objective": objective, "max_tokens": 64, "num_inference_steps": 3, "guidance_scale": 5.0, "clamp": 1.0}

@@ -1,6 +1,6 @@
 """`ImageNetT2IPipeline`: a diffusers pipeline around DiT-I / CAD-I that samples exactly as `imagenet_t2i.sample`.
 
-Components: ``model`` (``DiTI`` | ``CADI``), ``text_encoder`` + ``tokenizer`` (transformers: the T5 encoder at
+Components: ``model`` (``DiTIModel`` | ``CADIModel``; a plain ``DiTI`` / ``CADI`` is converted), ``text_encoder`` + ``tokenizer`` (transformers: the T5 encoder at
 paper scale, MiniLM in the tiny world) and ``vae`` (a diffusers ``AutoencoderKL``, or None for the tiny world's
 pixel space). Config: the objective the model was trained with, the text encoder's ``max_tokens`` and batch
 size, and the default sampling settings (``num_inference_steps``, ``guidance_scale``, ``clamp``).
@@ -28,6 +28,7 @@ from .encode.autoencoder import SDVAE, PixelAutoencoder, make_autoencoder, to_de
 from .encode.text import _HFTextEncoder, make_text_encoder
 from .models import load_pretrained
 from .models.base import T2IModel, atomic_files
+from .models.diffusers_models import to_diffusers
 from .sample import generate, model_objective, sample_seed
 from .weights import resolved
 
@@ -67,7 +68,7 @@ class ImageNetT2IPipeline(DiffusionPipeline):
         clamp: float | None = 1.0,
     ):
         super().__init__()
-        self.register_modules(model=model, text_encoder=text_encoder, tokenizer=tokenizer, vae=vae)
+        self.register_modules(model=to_diffusers(model), text_encoder=text_encoder, tokenizer=tokenizer, vae=vae)
         self.register_to_config(objective=objective, max_tokens=max_tokens, text_batch_size=text_batch_size,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, clamp=clamp)
 

@@ -26,7 +26,7 @@ from .encode.images import to_uint8
 from .encode.text import TextEncoder
 from .io import atomic_write, read_json, write_json
 from .loader import pad_text
-from .models import load_pretrained
+from .models import load_pretrained, unwrap_model
 from .provenance import path_hash
 
 OBJECTIVE_FILE = "objective.json"
@@ -77,7 +77,8 @@ def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: Tex
     """
     device = torch.device(device) if device is not None else sample_device()
     model.to(device).eval()
-    shape = (model.config["in_channels"], model.config["input_size"], model.config["input_size"])  # (C, h, w)
+    kwargs = unwrap_model(model).build_kwargs
+    shape = (kwargs["in_channels"], kwargs["input_size"], kwargs["input_size"])  # (C, h, w)
     uncond = uncond.to(device)  # (L0, D)
     for start in range(0, len(prompts), batch_size):
         text, mask = pad_text(text_encoder.encode(prompts[start : start + batch_size]))  # (B, T, D), (B, T)

@@ -1,16 +1,18 @@
 """Model registry: build by name, count parameters, save/load model folders.
 
-Every model is a diffusers model (`T2IModel`) called as ``model(x, gamma, text, text_mask, prev_latents=None)
--> (eps, latents)`` (see ``DiTI`` and ``CADI``), with its constructor kwargs in ``model.config`` and its
-architecture named in the class attribute ``arch``. Folder layouts, all read by `load_pretrained`:
+Every model is a `T2IModel` (``DiTI``, ``CADI``: plain torch) called as ``model(x, gamma, text, text_mask,
+prev_latents=None) -> (eps, latents)``, with its constructor kwargs in ``model.build_kwargs`` and its architecture
+named in the class attribute ``arch``. ``DiTIModel`` / ``CADIModel`` are the same networks as diffusers models
+(`imagenet_t2i.models.diffusers_models`, imported on first use: diffusers costs about 2 s per process). Folder
+layouts, all read by `load_pretrained`:
 
 - run folder (the train loop's ``final/`` and ``checkpoints/step-*``, written by `save_pretrained`):
-  ``model.safetensors`` + ``config.json`` as diffusers writes it (``_class_name`` + kwargs);
+  ``model.safetensors`` + ``config.json`` (``_class_name`` + kwargs, as diffusers writes it);
 - run folder written before the diffusers port: ``model.safetensors`` + ``config.json`` = {"arch", **kwargs};
 - diffusers folder (``model.save_pretrained``, a pipeline's ``model/``): ``diffusion_pytorch_model.safetensors``
   + ``config.json``.
 
-``DiTI.from_pretrained`` / ``CADI.from_pretrained`` read all three as well.
+``DiTIModel.from_pretrained`` / ``CADIModel.from_pretrained`` read all three as well.
 """
 from __future__ import annotations
 
@@ -27,7 +29,17 @@ from .cad_i import CADI
 from .dit_i import DiTI
 
 ARCHS: dict[str, type[T2IModel]] = {"dit_i": DiTI, "cad_i": CADI}
-BY_CLASS_NAME = {cls.__name__: cls for cls in ARCHS.values()}  # config.json "_class_name" -> class
+# config.json "_class_name" -> network: our run folders name the network, diffusers folders the diffusers class
+BY_CLASS_NAME = {name: cls for cls in ARCHS.values() for name in (cls.__name__, f"{cls.__name__}Model")}
+DIFFUSERS_NAMES = ("DiTIModel", "CADIModel")  # in .diffusers_models, imported on first use (module __getattr__)
+
+
+def __getattr__(name: str) -> object:
+    if name in DIFFUSERS_NAMES:
+        from . import diffusers_models
+
+        return getattr(diffusers_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Named sizes. "paper" / "base" / "L" are the paper's models (paper-spec section 4); "tiny" runs on
 # 2 CPU cores with 3x32x32 pixel "latents" and 384-wide MiniLM text tokens.
@@ -85,14 +97,14 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Write a run folder: ``folder/model.safetensors`` and ``folder/config.json`` (diffusers' config JSON), each
+    """Write a run folder: ``folder/model.safetensors`` and ``folder/config.json`` (`T2IModel.config_json`), each
     atomically. Compile/DDP wrappers are unwrapped, so keys never carry their prefixes."""
     folder, model = Path(folder), unwrap_model(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_write(folder / RUN_WEIGHTS_NAME, "wb") as f:
         f.write(save(state))
     with atomic_write(folder / CONFIG_NAME) as f:
-        f.write(model.to_json_string())
+        f.write(model.config_json())
 
 
 def model_class(config: dict, where: str | os.PathLike) -> type[T2IModel]:

@@ -1,25 +1,28 @@
-"""Shared base of DiT-I and CAD-I: a diffusers model (``ModelMixin`` + ``ConfigMixin``).
+"""Shared base of DiT-I and CAD-I: a plain ``nn.Module`` that records its constructor kwargs.
 
-``model.save_pretrained(folder)`` writes diffusers' layout (``config.json`` with ``_class_name`` +
-``diffusion_pytorch_model.safetensors``), every file atomically; ``DiTI.from_pretrained(folder)`` reads
-it, and also reads our run folders (``model.safetensors`` + ``config.json``, see `imagenet_t2i.models`).
+The networks import no diffusers: importing diffusers costs about 2 s per process (it imports ``torch._dynamo``
+and transformers), paid by every training, sampling and evaluation job. The diffusers classes (``DiTIModel``,
+``CADIModel``: ``save_pretrained``, ``from_pretrained``, pipeline components) are thin subclasses in
+`imagenet_t2i.models.diffusers_models`.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from diffusers import ConfigMixin, ModelMixin
-from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+from torch import nn
 
 CONFIG_NAME = "config.json"
 RUN_WEIGHTS_NAME = "model.safetensors"  # the weights file of our run folders (the train loop's final/, checkpoints/)
-DIFFUSERS_WEIGHTS_NAME = SAFETENSORS_WEIGHTS_NAME  # "diffusion_pytorch_model.safetensors"
+DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers' SAFETENSORS_WEIGHTS_NAME
 
 
 @contextlib.contextmanager
@@ -40,43 +43,36 @@ def atomic_files(folder: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class T2IModel(ModelMixin, ConfigMixin):
+def records_config(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorate a `T2IModel` ``__init__``: its bound arguments, defaults filled in, become ``model.build_kwargs``.
+    The signature stays visible (``functools.wraps``), as diffusers' ``register_to_config`` needs."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: T2IModel, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self._build_kwargs = {k: v for k, v in bound.arguments.items() if k != "self"}
+
+    return wrapper
+
+
+class T2IModel(nn.Module):
     """Base of the denoisers: ``model(x, gamma, text, text_mask, prev_latents=None) -> (eps, latents)``.
 
-    Subclasses decorate ``__init__`` with ``@register_to_config`` and name their architecture in ``arch``.
+    Subclasses decorate ``__init__`` with `records_config` and name their architecture in ``arch``.
     """
 
-    config_name = CONFIG_NAME
     arch: str
+    _build_kwargs: dict[str, Any]
 
     @property
     def build_kwargs(self) -> dict[str, Any]:
-        """The constructor kwargs (``build_model(model.arch, **model.build_kwargs)`` rebuilds the architecture):
-        ``model.config`` without diffusers' private ``_*`` entries."""
-        return {k: v for k, v in self.config.items() if not k.startswith("_")}
+        """The constructor kwargs: ``build_model(model.arch, **model.build_kwargs)`` rebuilds the architecture."""
+        return dict(self._build_kwargs)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """diffusers' ``save_pretrained`` (safetensors), each file written atomically. No ``push_to_hub``."""
-        if kwargs.get("push_to_hub"):
-            raise ValueError("push_to_hub is not supported here: save the folder, then upload it with huggingface_hub")
-        with atomic_files(save_directory) as tmp:
-            super().save_pretrained(tmp, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> T2IModel:
-        """diffusers' ``from_pretrained``; a local run folder of ours (``model.safetensors``, no diffusers
-        weights file) is read by `imagenet_t2i.models.load_pretrained` instead (kwargs: ``subfolder``,
-        ``torch_dtype``)."""
-        folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
-        if not (folder / RUN_WEIGHTS_NAME).is_file() or (folder / DIFFUSERS_WEIGHTS_NAME).is_file():
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        unsupported = set(kwargs) - {"subfolder", "torch_dtype"}
-        if unsupported:
-            raise TypeError(f"{folder} is a run folder; from_pretrained takes only subfolder and torch_dtype "
-                            f"for it, not {sorted(unsupported)}")
-        from . import load_pretrained  # the registry module imports this one
-
-        model = load_pretrained(folder)
-        if not isinstance(model, cls):
-            raise TypeError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model if kwargs.get("torch_dtype") is None else model.to(kwargs["torch_dtype"])
+    def config_json(self) -> str:
+        """``config.json`` of a run folder: the kwargs and ``_class_name`` (the diffusers class of that name,
+        in `imagenet_t2i.models.diffusers_models`, reads the folder too)."""
+        return json.dumps({"_class_name": type(self).__name__, **self._build_kwargs}, indent=2, sort_keys=True) + "\n"

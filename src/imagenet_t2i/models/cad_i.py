@@ -10,11 +10,9 @@ Per RIN block, in execution order: latents read the text context, latents read t
 from __future__ import annotations
 
 import torch
-from diffusers import ModelMixin  # noqa: F401 (diffusers' pipeline loader looks a component's base class up here)
-from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .base import T2IModel
+from .base import T2IModel, records_config
 from .layers import Attention, SinusoidalEmbedding, feed_forward
 
 LN_EPS = 1e-6
@@ -129,13 +127,13 @@ class CADI(T2IModel):
     ``coherence=True`` builds the released variant (``CADRINTextCond``): a coherence token, embedded
     like the noise level plus a learned position vector, precedes the text registers. Training
     feeds coherence 1 for kept captions and 0 for dropped ones; guidance contrasts 1 (conditional
-    branch) with 0 (unconditional branch). A diffusers model: the constructor kwargs are ``model.config``
-    (see `T2IModel`).
+    branch) with 0 (unconditional branch). The constructor kwargs are ``model.build_kwargs``; ``CADIModel``
+    (`imagenet_t2i.models.diffusers_models`) is the diffusers model.
     """
 
     arch = "cad_i"
 
-    @register_to_config
+    @records_config
     def __init__(
         self,
         in_channels: int,

@@ -11,11 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-from diffusers import ModelMixin  # noqa: F401 (diffusers' pipeline loader looks a component's base class up here)
-from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .base import T2IModel
+from .base import T2IModel, records_config
 from .layers import Attention, SinusoidalEmbedding, feed_forward
 
 LN_EPS = 1e-6
@@ -98,12 +96,13 @@ class DiTI(T2IModel):
     """Text-conditioned DiT: ``model(x, gamma, text, text_mask, prev_latents=None) -> (eps, None)``.
 
     Every sample needs at least one real text token (an all-False mask row gives NaN attention).
-    A diffusers model: the constructor kwargs are ``model.config`` (see `T2IModel`).
+    The constructor kwargs are ``model.build_kwargs``; ``DiTIModel`` (`imagenet_t2i.models.diffusers_models`) is the
+    diffusers model.
     """
 
     arch = "dit_i"
 
-    @register_to_config
+    @records_config
     def __init__(
         self,
         in_channels: int,
