@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss, drop_captions, mix_batches
@@ -81,12 +82,16 @@ def test_loss_is_zero_for_the_oracle_and_one_for_zero_prediction():
     assert abs(loss0.item() - 1.0) < 0.1
 
 
-def test_self_conditioning_feeds_first_pass_latents():
-    c = torch.zeros(1, 3, 4, 4)
-    base = Batch(c.expand(4, -1, -1, -1).clone(), torch.zeros(4, 2, 8), torch.ones(4, 2, dtype=torch.bool))
-    model = Oracle(c)
-    diffusion_loss(model, base, [], torch.zeros(1, 8), torch.Generator().manual_seed(0), self_cond_rate=1.0)
-    assert model.calls[0] is None and model.calls[1] is not None and len(model.calls) == 2
+class SelfCondRecorder(Oracle):
+    """The Oracle, recording the ``self_condition`` each call gets (None when not given)."""
+
+    def __init__(self, c: torch.Tensor):
+        super().__init__(c)
+        self.fed = []
+
+    def forward(self, x, gamma, text, mask, prev_latents=None, self_condition=None):
+        self.fed.append(self_condition)
+        return super().forward(x, gamma, text, mask, prev_latents)[0], None
 
 
 def test_self_conditioning_is_decided_per_sample():
@@ -94,18 +99,17 @@ def test_self_conditioning_is_decided_per_sample():
     c = torch.zeros(1, 3, 4, 4)
     base = Batch(c.expand(n, -1, -1, -1).clone(), torch.zeros(n, 2, 8), torch.ones(n, 2, dtype=torch.bool))
     states = []
-    for rate in (0.3, 0.9):
-        model, g = Oracle(c), torch.Generator().manual_seed(0)
+    for rate in (0.3, 0.9, 1.0):
+        model, g = SelfCondRecorder(c), torch.Generator().manual_seed(0)
         diffusion_loss(model, base, [], torch.zeros(1, 8), g, self_cond_rate=rate)
-        prev = model.calls[1]  # (N, 2, 3): the Oracle's latents are ones
-        fed = prev.flatten(1).amax(1) == 1
-        assert torch.equal(prev, fed.float().view(-1, 1, 1).expand_as(prev))  # whole samples, fed or zero
-        assert abs(fed.float().mean().item() - rate) < 0.03
+        (fed,) = model.fed  # one call: the model runs both passes
+        assert fed.shape == (n,) and set(fed.unique().tolist()) <= {0.0, 1.0}
+        assert abs(fed.mean().item() - rate) < 0.03
         states.append(g.get_state())
-    assert torch.equal(*states)  # as many generator draws whatever the coin outcomes
-    model = Oracle(c)
+    assert torch.equal(states[0], states[1]) and torch.equal(states[1], states[2])  # draws independent of outcomes
+    model = SelfCondRecorder(c)
     diffusion_loss(model, base, [], torch.zeros(1, 8), torch.Generator().manual_seed(0), self_cond_rate=0.0)
-    assert model.calls == [None]
+    assert model.fed == [None]
 
 
 def _tiny_cad_i(coherence: bool) -> torch.nn.Module:
@@ -139,35 +143,42 @@ def test_cad_i_coherence_follows_caption_dropout():
     for cfg_dropout, value in ((1.0, 0.0), (0.0, 1.0)):
         calls = _capture(model)
         diffusion_loss(model, base, [], uncond, torch.Generator().manual_seed(0), cfg_dropout, self_cond_rate=1.0)
-        assert len(calls) == 2  # the self-conditioning pass sees the same coherence
-        for _, kwargs, _ in calls:
-            torch.testing.assert_close(kwargs["coherence"], torch.full((3,), value))
+        (_, kwargs, _), = calls  # one call: the self-conditioning pass shares its text context and coherence
+        torch.testing.assert_close(kwargs["coherence"], torch.full((3,), value))
+        torch.testing.assert_close(kwargs["self_condition"], torch.ones(3))
     for model, rate in ((_tiny_cad_i(coherence=False), 0.9), (build_model("dit_i", **SIZES["dit_i"]["tiny"]), 0.0)):
         calls = _capture(model)
         diffusion_loss(model, base, [], uncond, torch.Generator().manual_seed(0), 0.5, self_cond_rate=rate)
         assert all("coherence" not in kwargs for _, kwargs, _ in calls)
 
 
-@torch.no_grad()
-def test_cad_i_unfed_samples_match_the_no_self_conditioning_path():
-    base, uncond = _cad_batch(8)
+def test_cad_i_self_conditioning_in_one_call_equals_the_two_passes():
+    """``self_condition`` runs RIN's two passes in one forward (shared patch embedding and text context): the same
+    outputs and gradients as a no-grad first pass whose latents are fed back by hand."""
+    base, _ = _cad_batch(8)
     model = _tiny_cad_i(coherence=True)
-    calls = _capture(model)
-    diffusion_loss(model, base, [], uncond, torch.Generator().manual_seed(0), 0.1, self_cond_rate=0.5)
-    (args, kwargs, (_, latents)), (_, kwargs2, _) = calls
-    prev = kwargs2["prev_latents"]  # (N, M, d)
-    fed = prev.flatten(1).abs().amax(1) > 0
-    assert 0 < fed.sum() < 8
-    torch.testing.assert_close(prev[fed], latents[fed], rtol=0, atol=0)
-    eps_none, _ = model(*args, **kwargs)  # prev_latents=None: the first pass, no self-conditioning
-    eps, _ = model(*args, prev_latents=prev, coherence=kwargs["coherence"])
+    args = (base.x0, torch.linspace(0.05, 0.95, 8), base.text, base.mask)
+    coherence, feed = torch.tensor([1.0, 0, 1, 1, 0, 1, 1, 1]), torch.tensor([1.0, 0, 1, 1, 0, 0, 1, 0])
+    eps, latents = model(*args, coherence=coherence, self_condition=feed)
+    grads = torch.autograd.grad(eps.square().mean(), list(model.parameters()), allow_unused=True)
+    with torch.no_grad():
+        _, first = model(*args, coherence=coherence)
+    eps2, latents2 = model(*args, coherence=coherence, prev_latents=first * feed.view(-1, 1, 1))
+    grads2 = torch.autograd.grad(eps2.square().mean(), list(model.parameters()), allow_unused=True)
+    torch.testing.assert_close((eps, latents), (eps2, latents2), rtol=0, atol=0)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads, grads2))
+    with torch.no_grad():
+        eps_none, _ = model(*args, coherence=coherence)  # no self-conditioning: what unfed samples get
+    fed = feed.bool()
     torch.testing.assert_close(eps[~fed], eps_none[~fed], rtol=0, atol=0)
     assert (eps[fed] - eps_none[fed]).abs().amax() > 1e-4
+    with pytest.raises(ValueError, match="not both"):
+        model(*args, prev_latents=first, self_condition=feed)
 
 
 @torch.no_grad()
 def test_guidance_contrasts_coherence_one_with_zero():
-    from imagenet_t2i.diffusion.sampler import guided_eps
+    from imagenet_t2i.diffusion.sampler import guided_eps, guided_inputs
 
     model = _tiny_cad_i(coherence=True).eval()
     calls = _capture(model)
@@ -177,8 +188,9 @@ def test_guidance_contrasts_coherence_one_with_zero():
     assert len(calls) == 2
     for _, kwargs, _ in calls:
         assert torch.equal(kwargs["coherence"], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    assert calls[0][1]["context"] is calls[1][1]["context"]  # the text context: computed once, not per step
     x, gamma = torch.randn(2, 3, 32, 32), torch.full((2,), 0.5)
-    eps, _ = guided_eps(model, x, gamma, text, mask, torch.zeros(1, 384), 3.0, None)
+    eps, _ = guided_eps(model, x, gamma, guided_inputs(model, text, mask, torch.zeros(1, 384)), 3.0, None)
     u_text = torch.zeros(2, 4, 384)
     u_mask = torch.tensor([True, False, False, False]).expand(2, 4)
     eps_c, _ = model(x, gamma, text, mask, coherence=torch.ones(2))
@@ -205,11 +217,11 @@ class MaskModel(torch.nn.Module):
 
 
 def test_guidance_is_the_standard_scale():
-    from imagenet_t2i.diffusion.sampler import guided_eps
+    from imagenet_t2i.diffusion.sampler import guided_eps, guided_inputs
 
     x = torch.zeros(2, 3, 4, 4)
-    eps, _ = guided_eps(MaskModel(), x, torch.full((2,), 0.5), torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool),
-                        torch.zeros(1, 8), guidance=5.0, prev_latents=None)
+    inputs = guided_inputs(MaskModel(), torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), torch.zeros(1, 8))
+    eps, _ = guided_eps(MaskModel(), x, torch.full((2,), 0.5), inputs, guidance=5.0, prev_latents=None)
     assert math.isclose(eps[0, 0, 0, 0].item(), 1 + 5.0 * (3 - 1))  # eps_u + s (eps_c - eps_u)
 
 

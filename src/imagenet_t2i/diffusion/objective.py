@@ -107,10 +107,11 @@ def diffusion_loss(
     """One training loss: the paper's eps-prediction MSE (gamma = 1 - t, unweighted) by default.
 
     Order (official): draw t, swap in CutMix/Crop samples by the timestep rule, drop captions for
-    CFG, noise, then (``self_cond_rate > 0``) RIN self-conditioning: a no-grad pass without previous
-    latents, whose detached latents are fed back to each sample independently with probability
-    ``self_cond_rate`` (zeros, the no-self-conditioning input, otherwise). A model with a coherence
-    token (CAD-I ``coherence=True``) gets coherence 1 for kept captions and 0 for dropped ones.
+    CFG, noise, then (``self_cond_rate > 0``) RIN self-conditioning: each sample is fed back, with
+    probability ``self_cond_rate``, the latents of a no-grad pass without previous latents (zeros, the
+    no-self-conditioning input, otherwise); the model runs both passes in one call (CAD-I's
+    ``self_condition``). A model with a coherence token (CAD-I ``coherence=True``) gets coherence 1 for
+    kept captions and 0 for dropped ones.
     ``objective="flow"`` (an extension, not the paper) trains rectified flow instead:
     x_t = (1 - t) x0 + t eps, target v = eps - x0, the network still conditioned on the signal
     variance gamma = (1 - t)^2 / ((1 - t)^2 + t^2).
@@ -129,14 +130,11 @@ def diffusion_loss(
         gamma = linear_gamma(t)
         x_t, target = add_noise(batch.x0, eps, gamma), eps
     kwargs = {"coherence": (~dropped).float()} if getattr(unwrap_model(model), "coherence", False) else {}
-    prev = None
     if self_cond_rate > 0:
         feed = torch.rand(n, generator=generator) < self_cond_rate  # (N,) on the CPU: one draw per sample
-        if feed.any():
-            with torch.no_grad():
-                _, latents = model(x_t, gamma, batch.text, batch.mask, **kwargs)  # (N, M, d)
-            prev = latents * feed.to(device=device, dtype=latents.dtype).view(-1, 1, 1)
-    pred, _ = model(x_t, gamma, batch.text, batch.mask, prev_latents=prev, **kwargs)
+        if feed.any():  # the model's no-grad first pass feeds its latents back where feed is 1
+            kwargs["self_condition"] = feed.to(device=device, dtype=torch.float32, non_blocking=True)
+    pred, _ = model(x_t, gamma, batch.text, batch.mask, **kwargs)
     loss = F.mse_loss(pred.float(), target)
     stats = {f"frac_source_{i}": (chosen == i).float().mean().item() for i in range(1, len(sources) + 1)}
     return loss, stats

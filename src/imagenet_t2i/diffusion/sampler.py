@@ -9,33 +9,44 @@ from .objective import pad_to
 from .schedule import cosine_gamma, flow_gamma
 
 
-def guided_eps(
+def guided_inputs(
     model: torch.nn.Module,
-    x: torch.Tensor,  # (N, C, h, w)
-    gamma: torch.Tensor,  # (N,)
     text: torch.Tensor,  # (N, T, D)
     mask: torch.Tensor,  # (N, T)
     uncond: torch.Tensor,  # (L0, D)
-    guidance: float,
-    prev_latents: torch.Tensor | None,  # (2N, L, d) or None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """eps = eps_u + s (eps_c - eps_u), conditional and unconditional halves in one batch of 2N.
+) -> dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """The text inputs of a guided batch of 2N, the same at every sampling step: conditional half, then unconditional.
 
-    A model with a coherence token gets coherence 1 for the conditional half and 0 for the other.
+    ``text`` / ``text_mask``, and for CAD-I ``coherence`` (1 for the conditional half, 0 for the other) and
+    ``context``: its text context (`CADI.text_context`), computed once here instead of at every step.
     """
-    n = x.shape[0]
+    n = text.shape[0]
     length = max(text.shape[1], uncond.shape[0])
     text, mask = pad_to(text, mask, length)
     u_text = torch.zeros(n, length, text.shape[2], dtype=text.dtype, device=text.device)
     u_text[:, : uncond.shape[0]] = uncond
     u_mask = (torch.arange(length, device=mask.device) < uncond.shape[0]).expand(n, length)
-    kwargs = {}
-    if getattr(unwrap_model(model), "coherence", False):
-        kwargs["coherence"] = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])  # (2N,)
-    eps, latents = model(
-        torch.cat([x, x]), torch.cat([gamma, gamma]), torch.cat([text, u_text]), torch.cat([mask, u_mask]),
-        prev_latents=prev_latents, **kwargs,
-    )
+    inputs = {"text": torch.cat([text, u_text]), "text_mask": torch.cat([mask, u_mask])}
+    network = unwrap_model(model)
+    if getattr(network, "coherence", False):
+        inputs["coherence"] = torch.cat([torch.ones(n, device=text.device), torch.zeros(n, device=text.device)])  # (2N,)
+    if hasattr(network, "text_context"):
+        inputs["context"] = network.text_context(inputs["text"], inputs["text_mask"], inputs.get("coherence"))
+    return inputs
+
+
+def guided_eps(
+    model: torch.nn.Module,
+    x: torch.Tensor,  # (N, C, h, w)
+    gamma: torch.Tensor,  # (N,)
+    inputs: dict,  # `guided_inputs`
+    guidance: float,
+    prev_latents: torch.Tensor | None,  # (2N, L, d) or None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """eps = eps_u + s (eps_c - eps_u), conditional and unconditional halves in one batch of 2N."""
+    text, mask = inputs["text"], inputs["text_mask"]
+    extra = {k: v for k, v in inputs.items() if k not in ("text", "text_mask")}
+    eps, latents = model(torch.cat([x, x]), torch.cat([gamma, gamma]), text, mask, prev_latents=prev_latents, **extra)
     eps_c, eps_u = eps.chunk(2)
     eps_c, eps_u = eps_c.float(), eps_u.float()
     return eps_u + guidance * (eps_c - eps_u), latents
@@ -65,10 +76,11 @@ def ddim_sample(
     x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
     prev = None
+    inputs = guided_inputs(model, text, mask, uncond)
     for i in tqdm(range(steps), disable=not progress, desc="ddim", leave=False):
         g = cosine_gamma(ts[i]).expand(n)
         g_next = cosine_gamma(ts[i + 1]).expand(n)
-        eps, prev = guided_eps(model, x, g, text, mask, uncond, guidance, prev)
+        eps, prev = guided_eps(model, x, g, inputs, guidance, prev)
         gv, gnv = g.view(-1, 1, 1, 1), g_next.view(-1, 1, 1, 1)
         x0 = (x - (1 - gv).sqrt() * eps) / gv.sqrt()
         if clamp is not None:
@@ -97,8 +109,9 @@ def flow_sample(
     x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
     prev = None
+    inputs = guided_inputs(model, text, mask, uncond)
     for i in tqdm(range(steps), disable=not progress, desc="flow", leave=False):
-        v, prev = guided_eps(model, x, flow_gamma(ts[i]).expand(n), text, mask, uncond, guidance, prev)
+        v, prev = guided_eps(model, x, flow_gamma(ts[i]).expand(n), inputs, guidance, prev)
         x = x + (ts[i + 1] - ts[i]) * v
     return x.clamp(-clamp, clamp) if clamp is not None else x
 

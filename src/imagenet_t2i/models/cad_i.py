@@ -211,14 +211,15 @@ class CADI(T2IModel):
         nn.init.zeros_(self.ln_previous.weight)
         nn.init.zeros_(self.ln_previous.bias)
 
-    def _text_context(
+    def text_context(
         self,
-        noise: torch.Tensor,  # (N, D) embedded noise level
         text: torch.Tensor,  # (N, T, text_dim)
         text_mask: torch.Tensor,  # (N, T) bool
-        coherence: torch.Tensor | float | None,
+        coherence: torch.Tensor | float | None = None,  # (N,) or scalar; None = 1.0 (coherence variant only)
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Context = [time; (coherence;) registers; text] after the text self-attention blocks."""
+        """The text side of the forward: [(coherence;) registers; text] after the text self-attention blocks, and its
+        mask, (N, P + T, D) and (N, P + T). It depends on neither x nor gamma: the samplers compute it once per batch
+        and hand it to every step (``forward(..., context=)``)."""
         n = text.shape[0]
         tokens = self.map_text_tokens(text.to(self.map_text_tokens.weight.dtype))  # (N, T, D)
         prefix = [self.text_registers.expand(n, -1, -1)]  # (N, R, D)
@@ -227,12 +228,29 @@ class CADI(T2IModel):
             coh = self.coherence_embedder(value.expand(n)) + self.coherence_positional_embedding  # (N, D)
             prefix.insert(0, coh[:, None])
         seq = torch.cat([*prefix, tokens], dim=1)  # (N, P + T, D)
-        ones = torch.ones(n, seq.shape[1] - tokens.shape[1] + 1, dtype=torch.bool, device=text.device)
-        mask = torch.cat([ones[:, 1:], text_mask.bool()], dim=1)  # (N, P + T)
+        ones = torch.ones(n, seq.shape[1] - tokens.shape[1], dtype=torch.bool, device=text.device)
+        mask = torch.cat([ones, text_mask.bool()], dim=1)  # (N, P + T)
         for block in self.transformers_blocks:
             seq = block(seq, mask)
-        context = torch.cat([noise[:, None], seq], dim=1)  # (N, 1 + P + T, D)
-        return context, torch.cat([ones[:, :1], mask], dim=1)
+        return seq, mask
+
+    def _denoise(
+        self,
+        data: torch.Tensor,  # (N, L, d) embedded patches
+        latents: torch.Tensor,  # (N, M, D) initial latents (noise level and previous latents added)
+        context: torch.Tensor,  # (N, 1 + P + T, D) [time; text context]
+        context_mask: torch.Tensor,  # (N, 1 + P + T) bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The RIN blocks and the patch head. -> (N, L, p*p*C) patches, (N, M, D) latents."""
+        for block in self.rin_blocks:
+            data, latents = block(data, latents, context, context_mask)
+        return self.map_tokens_to_patches(data), latents
+
+    def _with_previous(self, latents: torch.Tensor, prev_latents: torch.Tensor | None) -> torch.Tensor:
+        """Initial latents (N, M, D) plus the self-conditioning input (None = zeros)."""
+        if prev_latents is None:
+            prev_latents = torch.zeros_like(latents)
+        return latents + self.ln_previous(prev_latents + self.linear_previous(prev_latents))
 
     def forward(
         self,
@@ -242,23 +260,32 @@ class CADI(T2IModel):
         text_mask: torch.Tensor,  # (N, T) bool, True = real token
         prev_latents: torch.Tensor | None = None,  # (N, M, latents_dim) self-conditioning, None = zeros
         coherence: torch.Tensor | float | None = None,  # (N,) or scalar; None = 1.0 (coherence variant only)
+        context: tuple[torch.Tensor, torch.Tensor] | None = None,  # `text_context` of (text, text_mask, coherence)
+        self_condition: torch.Tensor | None = None,  # (N,) 1 = self-conditioned, 0 = not (training)
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``-> (eps, latents)``. ``context``: `text_context` of the same text, mask and coherence, computed here when
+        None. ``self_condition`` (training, instead of ``prev_latents``): RIN self-conditioning in this one call: a
+        no-grad pass without previous latents gives latents, fed back to the samples where ``self_condition`` is 1
+        (zeros elsewhere); both passes share the patch embedding and the text context, which depend on neither."""
         n, c, h, w = x.shape
         if (c, h, w) != (self.in_channels, self.input_size, self.input_size):
             raise ValueError(
                 f"CAD-I built for ({self.in_channels}, {self.input_size}, {self.input_size}) inputs got {(c, h, w)}"
             )
+        if self_condition is not None and prev_latents is not None:
+            raise ValueError("give CAD-I prev_latents or self_condition, not both")
         data = self.patch_extractor(x.to(self.patch_extractor.weight.dtype)).flatten(2).transpose(1, 2)  # (N, L, d)
         data = self.data_ln(data) + self.data_pos_embedding
         noise = self.time_embedder(gamma)  # (N, D)
         latents = self.latents + noise[:, None]  # (N, M, D)
-        if prev_latents is None:
-            prev_latents = torch.zeros_like(latents)
-        latents = latents + self.ln_previous(prev_latents + self.linear_previous(prev_latents))
-        context, context_mask = self._text_context(noise, text, text_mask, coherence)
-        for block in self.rin_blocks:
-            data, latents = block(data, latents, context, context_mask)
-        out = self.map_tokens_to_patches(data)  # (N, L, p*p*C)
+        seq, seq_mask = context if context is not None else self.text_context(text, text_mask, coherence)
+        context_seq = torch.cat([noise[:, None], seq], dim=1)  # (N, 1 + P + T, D)
+        context_mask = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=seq_mask.device), seq_mask], dim=1)
+        if self_condition is not None:
+            with torch.no_grad():
+                _, first = self._denoise(data, self._with_previous(latents, None), context_seq, context_mask)
+            prev_latents = first * self_condition.to(first.dtype).view(-1, 1, 1)
+        out, latents = self._denoise(data, self._with_previous(latents, prev_latents), context_seq, context_mask)
         p, g = self.patch_size, h // self.patch_size
         eps = out.view(n, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, h, w)  # (p1 p2 c) order
         return eps, latents
