@@ -149,9 +149,11 @@ def classify_shape(
         inside = (max(full[0], fx1, 0), max(full[1], fy1, 0), min(full[2], fx2, w), min(full[3], fy2, h))
         win = (slice(inside[1], inside[3]), slice(inside[0], inside[2]))
         s, v = soft[win], valid[win]
+        crop = (slice(inside[1] - full[1], inside[3] - full[1]), slice(inside[0] - full[0], inside[2] - full[0]))
         for cls in SHAPES:
-            total = _template(cls, cand, full).sum()
-            t = _template(cls, cand, inside)  # (h', w')
+            template = _template(cls, cand, full)  # (h, w) over the candidate's whole pixel box
+            total = template.sum()
+            t = template[crop]  # (h', w'): its visible part
             iou = float((np.minimum(t, s) * v).sum() / max((np.maximum(t, s) * v).sum(), 1e-6))
             if iou > best[1]:
                 best = (cls, iou, float((t * v).sum() / max(total, 1e-6)))
