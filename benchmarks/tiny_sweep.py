@@ -30,7 +30,7 @@ from imagenet_t2i.evaluation.denoise_profile import denoise_profile, fixed_sampl
 from imagenet_t2i.loader import load_uncond
 from imagenet_t2i.models import count_parameters, load_pretrained
 from imagenet_t2i.sample import generate, sample_seed
-from imagenet_t2i.train.loop import Trainer
+from imagenet_t2i.train.trainer import Trainer
 
 SHOWN_GAMMAS = (0.5, 0.2, 0.05)
 

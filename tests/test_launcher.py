@@ -93,7 +93,7 @@ def test_two_rank_job_preempted_by_usr2_resumes_bitwise(tiny_shards, tmp_path):
     import psutil
 
     from imagenet_t2i.train.launcher import make_executor
-    from imagenet_t2i.train.loop import Trainer
+    from imagenet_t2i.train.trainer import Trainer
 
     cfg = tiny_run("cad_i", steps=30, batch_size=4, checkpoint_every=5, eval_checkpoints=[])
     cluster = {**LOCAL, "tasks_per_node": 2}
@@ -119,3 +119,9 @@ def test_two_rank_job_preempted_by_usr2_resumes_bitwise(tiny_shards, tmp_path):
     a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "run" / "final" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_launcher_imports_no_torch():
+    """The launcher process waits on its job for the whole run: torch (1.2 s) is imported in the job's process only."""
+    code = "import sys, imagenet_t2i.cli, imagenet_t2i.train.launcher; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout == "False\n"

@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from imagenet_t2i.models import load_pretrained
-from imagenet_t2i.train.loop import NonFiniteLossError, Trainer
+from imagenet_t2i.train.loop import NonFiniteLossError
+from imagenet_t2i.train.trainer import Trainer
 
 from .conftest import tiny_run
 

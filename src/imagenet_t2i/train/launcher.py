@@ -17,7 +17,7 @@ import submitit
 from ..config import run_shard_sets
 from ..io import read_json, write_json
 from ..provenance import make_record, path_hash, write_record
-from .loop import Trainer
+from .trainer import Trainer
 
 
 class TrainingFailed(RuntimeError):

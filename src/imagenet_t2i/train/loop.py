@@ -26,7 +26,6 @@ import shutil
 import time
 from pathlib import Path
 
-import submitit
 import torch
 
 from ..config import per_rank_batch, run_shard_sets
@@ -73,8 +72,9 @@ def _config_hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict]:
     return [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
 
 
-class Trainer(submitit.helpers.Checkpointable):
-    """Train one run; resumes from ``state_dir/last.pt`` when it exists.
+class Training:
+    """Train one run; resumes from ``state_dir/last.pt`` when it exists. The job's callable is `trainer.Trainer`,
+    which builds this in the job's process (the launcher imports no torch).
 
     ``until`` stops early (after saving a resumable state) at that step: the run then continues
     on the next call and ends with the same weights as an uninterrupted one.
@@ -89,15 +89,6 @@ class Trainer(submitit.helpers.Checkpointable):
 
     def _state_path(self) -> Path:
         return self.state_dir / "last.pt"
-
-    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
-        """submitit's preemption / timeout hook (rank 0): requeue the same run.
-
-        The loop has already written the state at the step boundary where every rank stopped
-        (`StopRequest`); a signal that lands before the loop starts resumes from the last saved state.
-        """
-        return submitit.helpers.DelayedSubmission(Trainer(self.run_cfg, str(self.shard_root), str(self.out_dir),
-                                                          str(self.state_dir), self.until))
 
     # -- the job ---------------------------------------------------------------
     def __call__(self) -> dict:
