@@ -7,7 +7,7 @@ named in the class attribute ``arch``. ``DiTIModel`` / ``CADIModel`` are the sam
 layouts, all read by `load_pretrained`:
 
 - run folder (the train loop's ``final/`` and ``checkpoints/step-*``, written by `save_pretrained`):
-  ``model.safetensors`` + ``config.json`` (``_class_name`` + kwargs, as diffusers writes it);
+  ``model.safetensors`` + ``config.json`` (``_class_name`` + kwargs, the layout of a diffusers config);
 - run folder written before the diffusers port: ``model.safetensors`` + ``config.json`` = {"arch", **kwargs};
 - diffusers folder (``model.save_pretrained``, a pipeline's ``model/``): ``diffusion_pytorch_model.safetensors``
   + ``config.json``.

@@ -73,6 +73,6 @@ class T2IModel(nn.Module):
         return dict(self._build_kwargs)
 
     def config_json(self) -> str:
-        """``config.json`` of a run folder: the kwargs and ``_class_name`` (the diffusers class of that name,
-        in `imagenet_t2i.models.diffusers_models`, reads the folder too)."""
+        """``config.json`` of a run folder: the kwargs and ``_class_name`` (this class's name; `load_pretrained` and
+        the diffusers classes' ``from_pretrained`` read the folder)."""
         return json.dumps({"_class_name": type(self).__name__, **self._build_kwargs}, indent=2, sort_keys=True) + "\n"
