@@ -38,6 +38,7 @@ from ..sample import OBJECTIVE_FILE
 from .distributed import StopRequest, make_accelerator
 from .fast import compile_model
 from .optim import Ema, lr_at, make_optimizer, use_fused
+from .trainer import Trainer
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "images_per_s", "wall_s",
               "world_size", "per_rank_batch", "accumulation", "global_batch"]
@@ -73,19 +74,14 @@ def _config_hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict]:
 
 
 class Training:
-    """Train one run; resumes from ``state_dir/last.pt`` when it exists. The job's callable is `trainer.Trainer`,
-    which builds this in the job's process (the launcher imports no torch).
+    """The run of a `trainer.Trainer` (the job's callable), in the job's process."""
 
-    ``until`` stops early (after saving a resumable state) at that step: the run then continues
-    on the next call and ends with the same weights as an uninterrupted one.
-    """
-
-    def __init__(self, run_cfg: dict, shard_root: str, out_dir: str, state_dir: str, until: int | None = None) -> None:
-        self.run_cfg = run_cfg
-        self.shard_root = Path(shard_root)
-        self.out_dir = Path(out_dir)
-        self.state_dir = Path(state_dir)
-        self.until = until
+    def __init__(self, job: Trainer) -> None:
+        self.run_cfg = job.run_cfg
+        self.shard_root = Path(job.shard_root)
+        self.out_dir = Path(job.out_dir)
+        self.state_dir = Path(job.state_dir)
+        self.until = job.until
 
     def _state_path(self) -> Path:
         return self.state_dir / "last.pt"
