@@ -1,8 +1,8 @@
 """`ImageNetT2IPipeline`: a diffusers pipeline around DiT-I / CAD-I that samples exactly as `imagenet_t2i.sample`.
 
-Components: ``model`` (``DiTIModel`` | ``CADIModel``; a plain ``DiTI`` / ``CADI`` is converted), ``text_encoder`` + ``tokenizer`` (transformers: the T5 encoder at
-paper scale, MiniLM in the tiny world) and ``vae`` (a diffusers ``AutoencoderKL``, or None for the tiny world's
-pixel space). Config: the objective the model was trained with, the text encoder's ``max_tokens`` and batch
+Components: ``model`` (``DiTIModel`` | ``CADIModel``; a plain ``DiTI`` / ``CADI`` is converted), ``text_encoder``
++ ``tokenizer`` (transformers: the T5 encoder at paper scale, MiniLM in the tiny world) and ``vae`` (a diffusers
+``AutoencoderKL``, or None for the tiny world's pixel space). Config: the objective the model was trained with, the text encoder's ``max_tokens`` and batch
 size, and the default sampling settings (``num_inference_steps``, ``guidance_scale``, ``clamp``).
 
 ``pipe(prompts, ...)`` runs `sample.generate` on these components: the text encoding of the CLI's encoders

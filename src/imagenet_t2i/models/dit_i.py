@@ -25,10 +25,8 @@ def sincos_2d(dim: int, grid: int, base_size: int | None = None) -> torch.Tensor
     coordinates to ``[0, base_size)`` (PixArt's interpolation for higher resolutions)."""
     if dim % 4:
         raise ValueError(f"2D sin-cos positions need a width divisible by 4, got {dim}")
-    # On the CPU even under a ``torch.device("meta")`` build (`load_pretrained`): arange on meta imports sympy and
-    # torch._dynamo (0.7 s per process); the buffer is overwritten by the loaded weights either way.
-    coords = torch.arange(grid, dtype=torch.float64, device="cpu") * ((base_size or grid) / grid)
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64, device="cpu") / (dim // 4))  # (dim/4,)
+    coords = torch.arange(grid, dtype=torch.float64) * ((base_size or grid) / grid)
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))  # (dim/4,)
 
     def embed(pos: torch.Tensor) -> torch.Tensor:  # (grid*grid,) -> (grid*grid, dim/2)
         args = pos[:, None] * omega[None]

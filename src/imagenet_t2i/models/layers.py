@@ -17,8 +17,7 @@ class SinusoidalEmbedding(nn.Module):
         if dim % 2:
             raise ValueError(f"SinusoidalEmbedding needs an even width, got {dim}")
         half = dim // 2
-        # CPU even under a meta build: see `dit_i.sincos_2d`
-        self.register_buffer("freqs", max_period ** (-torch.arange(half, dtype=torch.float32, device="cpu") / half))
+        self.register_buffer("freqs", max_period ** (-torch.arange(half, dtype=torch.float32) / half))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         args = x.float()[:, None] * self.freqs.float()[None]  # (N, dim/2)
