@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, load_config, resolve_run
+from .malloc import keep_freed_memory
 from .weights import resolved, weights_location
 
 if TYPE_CHECKING:
@@ -829,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args) or 0

@@ -32,6 +32,7 @@ from ..config import per_rank_batch, run_shard_sets
 from ..diffusion.objective import AugmentSource, Batch, diffusion_loss
 from ..io import atomic_write, read_json, write_json
 from ..loader import ShardStream, load_uncond
+from ..malloc import keep_freed_memory
 from ..models import build_model, count_parameters, save_pretrained
 from ..sample import OBJECTIVE_FILE
 from .distributed import StopRequest, make_accelerator
@@ -88,6 +89,7 @@ class Training:
     # -- the job ---------------------------------------------------------------
     def __call__(self) -> dict:
         cfg, tcfg = self.run_cfg, self.run_cfg["train"]
+        keep_freed_memory()  # this process is submitit's, not the command line's
         torch.set_num_threads(tcfg["threads"])
         accumulation = tcfg.get("accumulation", 1)
         acc = make_accelerator(accumulation)
