@@ -19,15 +19,11 @@ from imagenet_t2i.evaluation.geneval_score import (
 )
 from imagenet_t2i.io import read_jsonl, sha256_file, write_jsonl
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "geneval"
+from .conftest import FIXTURES
+
+GENEVAL = FIXTURES / "geneval"
 OFFICIAL_SHA = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"
 TINY_CLASSES = ["circle", "square", "triangle", "diamond", "cross", "ring"]
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"fixture {path} absent (a clone without ../shared)")
-    return path
 
 
 def det(cls: str, box: list[float], score: float, color: str | None = None) -> dict:
@@ -40,12 +36,12 @@ def det(cls: str, box: list[float], score: float, color: str | None = None) -> d
 # ---- prompts ---------------------------------------------------------------------------------
 
 def test_official_metadata_byte_identical(tmp_path):
-    names = read_class_names(need(FIXTURES / "object_names.txt"))
+    names = read_class_names(GENEVAL / "object_names.txt")
     rows = generate_prompts(names, seed=43)
     out = tmp_path / "evaluation_metadata.jsonl"
     write_prompts(out, rows)
     assert sha256_file(out) == OFFICIAL_SHA
-    assert out.read_bytes() == need(FIXTURES / "evaluation_metadata.jsonl").read_bytes()
+    assert out.read_bytes() == (GENEVAL / "evaluation_metadata.jsonl").read_bytes()
     counts = Counter(r["tag"] for r in rows)
     assert counts == {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94,
                       "position": 100, "color_attr": 100}
@@ -130,7 +126,7 @@ def test_layout_refuses_unexpected_entries(tmp_path, bad):
 # ---- scoring rules ---------------------------------------------------------------------------
 
 def test_relative_position_fixture_cases():
-    cases = json.loads(need(FIXTURES / "relative_position_cases.json").read_text())
+    cases = json.loads((GENEVAL / "relative_position_cases.json").read_text())
     assert cases
     for case in cases:
         got = relative_position(case["box_a_xyxy"], case["box_b_xyxy"], case["position_threshold"])

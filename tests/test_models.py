@@ -20,7 +20,9 @@ from imagenet_t2i.models.dit_i import DiTBlock, FinalLayer, TimestepEmbedder, si
 from imagenet_t2i.models.layers import feed_forward
 from imagenet_t2i.released import load_released, released_kwargs
 
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures" / "cad_i"
+from .conftest import FIXTURES
+
+CAD_I = FIXTURES / "cad_i"
 ARCHS = ["dit_i", "cad_i"]
 
 
@@ -102,10 +104,7 @@ def test_dit_i_paper_size():
 
 
 def _fixture(name: str) -> list[tuple[str, list[int]]]:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"{path} absent: the released CAD-I state-dict listing lives in the shared fixtures")
-    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    rows = [line.split("\t") for line in (CAD_I / name).read_text().splitlines() if line.strip()]
     return [(key, json.loads(shape)) for key, shape in rows]
 
 

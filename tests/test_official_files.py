@@ -15,7 +15,7 @@ from imagenet_t2i.evaluation.official_files import (
 )
 from imagenet_t2i.io import sha256_file
 
-from .conftest import REPO, SHARED_FIXTURES as SHARED
+from .conftest import FIXTURES, REPO
 
 
 def test_paper_geneval_metadata_is_the_official_file(tmp_path):
@@ -24,18 +24,14 @@ def test_paper_geneval_metadata_is_the_official_file(tmp_path):
     assert sha256_file(out) == GENEVAL_METADATA_SHA256  # the official file's hash (eval-spec), no fixture needed
     assert Counter(json.loads(line)["tag"] for line in out.read_text().splitlines()) == {
         "single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100, "color_attr": 100}
-    official = SHARED / "geneval" / "evaluation_metadata.jsonl"
-    if official.exists():
-        assert out.read_bytes() == official.read_bytes()
+    assert out.read_bytes() == (FIXTURES / "geneval" / "evaluation_metadata.jsonl").read_bytes()
 
 
 def test_shipped_files_are_the_fixtures():
     names = geneval_object_names()
     assert len(names) == 80 and names[0] == "person" and names[-1] == "toothbrush" and "computer mouse" in names
     for rel in ("geneval/object_names.txt", "geneval/LICENSE", "dpg/prompts.jsonl", "dpg/LICENSE"):
-        fixture = SHARED / rel
-        if fixture.exists():
-            assert (DATA / rel).read_bytes() == fixture.read_bytes(), rel
+        assert (DATA / rel).read_bytes() == (FIXTURES / rel).read_bytes(), rel
     assert "MIT License" in (DATA / "geneval" / "LICENSE").read_text()
     assert "Apache License" in (DATA / "dpg" / "LICENSE").read_text()
 

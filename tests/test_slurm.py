@@ -16,7 +16,9 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from imagenet_t2i.config import load_config
 from imagenet_t2i.io import read_json
+from imagenet_t2i.train.launcher import make_executor
 
 from .conftest import REPO
 
@@ -50,6 +52,21 @@ def slurm_env():
     yield env
     subprocess.run(["bash", str(SCRIPTS / "stop_slurm.sh")], env={**env, "WIPE": "1"}, capture_output=True,
                    timeout=120)
+
+
+def test_the_paper_training_job_asks_sbatch_for_what_the_config_says(slurm_env, tmp_path):
+    """The sbatch script of a paper training job (submitit's SLURM executor needs ``srun``, so this runs once the
+    test cluster is up: on a machine without SLURM it would fail whatever the code does)."""
+    paper = load_config(REPO / "config" / "paper.yaml")
+    cluster = {**paper["cluster"], "partition": "gpu", "account": "proj42", "qos": "high", "constraint": "h100",
+               "nodes": 2, "sbatch_extra": {"reservation": "paper", "exclusive": True}}
+    executor = make_executor(cluster, tmp_path, threads=paper["train"]["threads"])
+    text = executor._executor._make_submission_file_text("python -m job", "uid")
+    sbatch = {line.split()[1] for line in text.splitlines() if line.startswith("#SBATCH")}
+    for option in ("--partition=gpu", "--account=proj42", "--qos=high", "--constraint=h100", "--nodes=2",
+                   "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=8", "--mem=480GB", "--time=2880",
+                   "--signal=USR2@120", "--reservation=paper", "--exclusive", "--requeue"):
+        assert option in sbatch, (option, sorted(sbatch))
 
 
 def _snakemake(env: dict, workdir: Path, config: Path, *targets: str, timeout: int = 600,
