@@ -28,7 +28,10 @@ include: "workflow/rules/captions.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/geneval.smk"
+include: "workflow/rules/dpg.smk"
+include: "workflow/rules/fid.smk"
+include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/paper.smk"
 
 

@@ -6,7 +6,7 @@ stops early, while real captions stop at <|eot_id|> before the cap, so the proje
 the paper's setting), and the decode; one untimed warm-up batch first. Images are random noise of
 ``--image-size`` pixels square (default 256: the caption stage shows the model its resize + centre-crop view).
 
-``--size tiny``: the tests' tiny random-init model (imagenet_t2i.weights.tiny_llava), fp32 on a CPU.
+``--size tiny``: the tests' tiny random-init model (imagenet_t2i.captions.tiny_llava), fp32 on a CPU.
 ``--size full``: random-init LLaVA-NeXT with llava-hf/llama3-llava-next-8b-hf's architecture (`full_config`),
 built on the device in bf16 (about 16 GiB), with the real image processor settings; the tokenizer is the tiny
 one (token ids do not change the compute; the image tokens, which dominate the prompt, are counted exactly).
@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from imagenet_t2i.captions.llava import chat_prompt
-from imagenet_t2i.weights.tiny_llava import CHAT_TEMPLATE, IMAGE, build_config, build_processor, build_tokenizer
+from imagenet_t2i.captions.tiny_llava import CHAT_TEMPLATE, IMAGE, build_config, build_processor, build_tokenizer
 
 SETS = {"real": 1_281_167, "cutmix": 1_281_167, "crop": 1_281_167, "val": 50_000}  # images to caption
 FULL_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]

@@ -5,7 +5,7 @@
 
 The weights are random-init (speed does not depend on their values), written to a temporary folder and loaded
 through `make_autoencoder` / `make_text_encoder`, so the timed calls are the pipeline's own: per batch,
-``to_tensor`` -> ``SDVAE.encode`` -> posterior to host, then ``T5Encoder.encode`` (as `shards._write_shard`).
+``to_tensor`` -> ``SDVAE.encode`` -> posterior to host, then ``T5Encoder.encode`` (as `shards.writer._write_shard`).
 Images: random 256x256 uint8. Captions: token lengths uniform in [120, 200] (including </s>), our assumption
 for LLaVA-NeXT captions of at most 200 new tokens cut at the last full stop (not measured here), made of
 one-token words of the test tokenizer so each caption has exactly its drawn length. Every image is taken to
@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from imagenet_t2i.encode.autoencoder import make_autoencoder
 from imagenet_t2i.encode.images import to_tensor
 from imagenet_t2i.encode.text import make_text_encoder
-from imagenet_t2i.weights.tiny_encoders import TINY_AUTOENCODER_KL, TINY_T5, save_autoencoder_kl, save_t5
+from imagenet_t2i.encode.tiny_encoders import TINY_AUTOENCODER_KL, TINY_T5, save_autoencoder_kl, save_t5
 
 # stabilityai/sd-vae-ft-ema config.json (the SD KL-f8 autoencoder); diffusers' default scaling_factor 0.18215
 SD_VAE = {

@@ -1,6 +1,6 @@
 """Sampling throughput: guided DDIM (the paper's 250 steps) with DiT-I / CAD-I, eager and compiled, bf16 on CUDA.
 
-Runs `imagenet_t2i.diffusion.sampler.ddim_sample` (what `imagenet_t2i.sample.generate` runs per batch) on random
+Runs `imagenet_t2i.diffusion.sampler.ddim_sample` (what `imagenet_t2i.sampling.sample.generate` runs per batch) on random
 weights and synthetic T5-width prompts: each batch of B prompts is one network batch of 2B (conditional +
 unconditional). Times ``--timed-steps`` DDIM steps after ``--warmup-steps`` (compilation happens there) and
 extrapolates to ``--steps``; the VAE decode and the text encoder are not timed. Prints img/s and the projected

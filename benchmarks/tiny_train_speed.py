@@ -20,7 +20,7 @@ import time
 import torch
 
 from imagenet_t2i.config import load_config, resolve_run, run_shard_sets
-from imagenet_t2i.loader import ShardStream
+from imagenet_t2i.shards.reader import ShardStream
 from imagenet_t2i.train.trainer import Trainer
 
 STREAM_BATCHES = 100

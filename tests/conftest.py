@@ -33,7 +33,7 @@ def tiny_shards(tmp_path_factory):
     from imagenet_t2i.encode.autoencoder import PixelAutoencoder
     from imagenet_t2i.encode.text import MiniLMEncoder
     from imagenet_t2i.io import read_jsonl
-    from imagenet_t2i.shards import write_shards
+    from imagenet_t2i.shards.writer import write_shards
     from imagenet_t2i.world.build import build_split
 
     root = tmp_path_factory.mktemp("tiny")

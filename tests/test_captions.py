@@ -13,7 +13,7 @@ from imagenet_t2i.captions import (
     clean_vlm_caption,
     write_captions,
 )
-from imagenet_t2i.evaluation.geneval_score import relative_position
+from imagenet_t2i.evaluation.geneval.score import relative_position
 from imagenet_t2i.io import read_jsonl
 from imagenet_t2i.world import BACKGROUNDS, COLORS, DEFAULT_CLASSES, sample_scene
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from imagenet_t2i.evaluation.clip_score import load_clip_scorer
-from imagenet_t2i.evaluation.image_metrics import fid_report
-from imagenet_t2i.evaluation.tiny_feature_nets import save_tiny_clip
+from imagenet_t2i.evaluation.fid.clip_score import load_clip_scorer
+from imagenet_t2i.evaluation.fid.metrics import fid_report
+from imagenet_t2i.evaluation.fid.tiny_models import save_tiny_clip
 
 # Seed 1's random tiny CLIP gives positive cosines on these pairs (seed 0's would all be clamped to 0).
 SEED = 1

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from imagenet_t2i.evaluation.colour_probe import dominant_colour, probe_accuracy, probe_prompts
+from imagenet_t2i.evaluation.diagnostics.colour_probe import dominant_colour, probe_accuracy, probe_prompts
 from imagenet_t2i.world import BACKGROUNDS, COLORS, DEFAULT_CLASSES, render_scene, sample_scene
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from imagenet_t2i.augment import apply_cutmix
-from imagenet_t2i.evaluation.detector import detect, detect_folder, match_detections
+from imagenet_t2i.evaluation.geneval.detector import detect, detect_folder, match_detections
 from imagenet_t2i.io import read_jsonl
 from imagenet_t2i.world import BACKGROUNDS, COLORS, DEFAULT_CLASSES, SIZE_RANGES, render_scene, sample_scene
 

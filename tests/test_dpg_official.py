@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_t2i.evaluation import dpg_official
-from imagenet_t2i.evaluation.dpg_official import answer_grids, read_questions, split_cells
-from imagenet_t2i.evaluation.dpg_score import CSV_COLUMNS, make_grid, score_dpg, split_grid
+from imagenet_t2i.evaluation.dpg import official as dpg_official
+from imagenet_t2i.evaluation.dpg.official import answer_grids, read_questions, split_cells
+from imagenet_t2i.evaluation.dpg.score import CSV_COLUMNS, make_grid, score_dpg, split_grid
 from imagenet_t2i.io import read_json, read_jsonl
 
 from .test_geneval_perception import check_stand_alone

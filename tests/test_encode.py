@@ -163,11 +163,11 @@ def test_t5_encoder_with_a_tiny_random_model(tmp_path, minilm):
         make_text_encoder({"backend": "clip"})
 
 
-# ---- random-init stand-ins of the paper encoders (imagenet_t2i.weights.tiny_encoders) -------------------
+# ---- random-init stand-ins of the paper encoders (imagenet_t2i.encode.tiny_encoders) -------------------
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     """Folders of the tiny SD-layout VAE and flan-t5-layout encoder, loaded as the paper loads the real ones."""
-    from imagenet_t2i.weights.tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
+    from imagenet_t2i.encode.tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
 
     root = tmp_path_factory.mktemp("weights")
     save_tiny_autoencoder_kl(root / "vae")
@@ -177,7 +177,7 @@ def tiny_weights(tmp_path_factory):
 
 def test_tiny_vae_folder_is_an_8x_sd_vae(tiny_weights, tmp_path):
     from imagenet_t2i.encode.autoencoder import SDVAE
-    from imagenet_t2i.weights.tiny_encoders import save_tiny_autoencoder_kl
+    from imagenet_t2i.encode.tiny_encoders import save_tiny_autoencoder_kl
 
     ae = make_autoencoder({"backend": "sd_vae", "path": str(tiny_weights / "vae"), "dtype": "float32"}, device="cpu")
     assert isinstance(ae, SDVAE) and (ae.latent_channels, ae.downsample, ae.scale_factor) == (4, 8, 0.18215)
@@ -249,7 +249,7 @@ def test_tiny_t5_folder_tokenizes_and_encodes_like_flan_t5(tiny_weights):
 def test_write_shards_with_the_tiny_vae_and_t5(tiny_weights, tmp_path):
     import webdataset as wds
 
-    from imagenet_t2i.shards import write_shards
+    from imagenet_t2i.shards.writer import write_shards
 
     rng = np.random.default_rng(0)
     (tmp_path / "split" / "img").mkdir(parents=True)

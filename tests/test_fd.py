@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from imagenet_t2i.evaluation.fd import compute_fd, extract_features, feature_stats, frechet_distance, prdc
+from imagenet_t2i.evaluation.fid.fd import compute_fd, extract_features, feature_stats, frechet_distance, prdc
 
 
 def fd_eigen(mu1, s1, mu2, s2) -> float:

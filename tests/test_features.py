@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imagenet_t2i.evaluation.fd import extract_features, feature_stats, frechet_distance
-from imagenet_t2i.evaluation.features import (
+from imagenet_t2i.evaluation.fid.fd import extract_features, feature_stats, frechet_distance
+from imagenet_t2i.evaluation.fid.tiny_net import (
     evaluate_feature_net,
     fd_report,
     load_feature_net,

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from imagenet_t2i.encode.images import CorruptImageError, load_rgb
-from imagenet_t2i.fake_imagenet import write_fake_imagenet
-from imagenet_t2i.imagenet import build_index, read_val_labels
+from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
+from imagenet_t2i.source.imagenet import build_index, read_val_labels
 from imagenet_t2i.io import read_json, read_jsonl, sha256_file
 
 

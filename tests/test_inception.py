@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imagenet_t2i.evaluation.inception import InceptionV3FID, load_inception, tf1_resize_bilinear
-from imagenet_t2i.evaluation.tiny_feature_nets import save_random_inception
+from imagenet_t2i.evaluation.fid.inception import InceptionV3FID, load_inception, tf1_resize_bilinear
+from imagenet_t2i.evaluation.fid.tiny_models import save_random_inception
 from imagenet_t2i.io import sha256_file
 
 

@@ -17,8 +17,8 @@ import webdataset as wds
 from PIL import Image
 
 from imagenet_t2i.encode.autoencoder import PixelAutoencoder
-from imagenet_t2i.loader import ShardStream, _Plan, load_uncond, pad_text
-from imagenet_t2i.shards import write_shards
+from imagenet_t2i.shards.reader import ShardStream, _Plan, load_uncond, pad_text
+from imagenet_t2i.shards.writer import write_shards
 
 N = 230
 

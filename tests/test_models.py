@@ -18,7 +18,7 @@ from imagenet_t2i.models import (CADI, SIZES, DiTI, build_model, cad_i, count_pa
 from imagenet_t2i.models.diffusers_models import DIFFUSERS_CLASSES, CADIModel, to_diffusers
 from imagenet_t2i.models.dit_i import DiTBlock, FinalLayer, TimestepEmbedder, sincos_2d
 from imagenet_t2i.models.layers import feed_forward
-from imagenet_t2i.released import load_released, released_kwargs
+from imagenet_t2i.sampling.released import load_released, released_kwargs
 
 from .conftest import FIXTURES
 
@@ -229,8 +229,12 @@ def test_diffusers_save_and_from_pretrained(arch, tmp_path):
 
 
 # What a training, sampling or evaluation job imports: the command line, the launcher and loop, the samplers.
-JOB_MODULES = ["imagenet_t2i.cli", "imagenet_t2i.train.launcher", "imagenet_t2i.train.loop", "imagenet_t2i.sample",
-               "imagenet_t2i.evaluate", "imagenet_t2i.evaluation.denoise_profile", "imagenet_t2i.evaluation.fd"]
+JOB_MODULES = ["imagenet_t2i.cli", "imagenet_t2i.cli.train", "imagenet_t2i.cli.sample", "imagenet_t2i.cli.geneval",
+               "imagenet_t2i.cli.dpg", "imagenet_t2i.cli.fid", "imagenet_t2i.cli.diagnostics",
+               "imagenet_t2i.train.launcher", "imagenet_t2i.train.loop", "imagenet_t2i.sampling.sample",
+               "imagenet_t2i.evaluation.geneval.sample", "imagenet_t2i.evaluation.dpg.sample",
+               "imagenet_t2i.evaluation.fid.sample", "imagenet_t2i.evaluation.diagnostics.probe_sampling",
+               "imagenet_t2i.evaluation.diagnostics.denoise_profile", "imagenet_t2i.evaluation.fid.fd"]
 
 
 def test_jobs_that_load_a_model_import_no_diffusers(tmp_path):

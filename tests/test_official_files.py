@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from imagenet_t2i.evaluation.geneval_prompts import write_prompts
-from imagenet_t2i.evaluation.official_files import (
-    DATA, DPG_CSV_BLOB, GENEVAL_METADATA_SHA256, check_dpg_csv, dpg_prompts, geneval_object_names, git_blob_id,
-    paper_geneval_prompts,
-)
+from imagenet_t2i.evaluation.geneval.prompts import write_prompts
+from imagenet_t2i.evaluation.dpg.paper_prompts import DATA as DPG_DATA
+from imagenet_t2i.evaluation.dpg.paper_prompts import DPG_CSV_BLOB, check_dpg_csv, dpg_prompts, git_blob_id
+from imagenet_t2i.evaluation.geneval.paper_prompts import DATA as GENEVAL_DATA
+from imagenet_t2i.evaluation.geneval.paper_prompts import GENEVAL_METADATA_SHA256, geneval_object_names, paper_geneval_prompts
 from imagenet_t2i.io import sha256_file
 
 from .conftest import FIXTURES, REPO
@@ -30,10 +30,12 @@ def test_paper_geneval_metadata_is_the_official_file(tmp_path):
 def test_shipped_files_are_the_fixtures():
     names = geneval_object_names()
     assert len(names) == 80 and names[0] == "person" and names[-1] == "toothbrush" and "computer mouse" in names
-    for rel in ("geneval/object_names.txt", "geneval/LICENSE", "dpg/prompts.jsonl", "dpg/LICENSE"):
-        assert (DATA / rel).read_bytes() == (FIXTURES / rel).read_bytes(), rel
-    assert "MIT License" in (DATA / "geneval" / "LICENSE").read_text()
-    assert "Apache License" in (DATA / "dpg" / "LICENSE").read_text()
+    data = {"geneval": GENEVAL_DATA, "dpg": DPG_DATA}
+    for bench, name in (("geneval", "object_names.txt"), ("geneval", "LICENSE"), ("dpg", "prompts.jsonl"),
+                        ("dpg", "LICENSE")):
+        assert (data[bench] / name).read_bytes() == (FIXTURES / bench / name).read_bytes(), (bench, name)
+    assert "MIT License" in (GENEVAL_DATA / "LICENSE").read_text()
+    assert "Apache License" in (DPG_DATA / "LICENSE").read_text()
 
 
 def test_dpg_prompts():
@@ -46,10 +48,11 @@ def test_dpg_prompts():
     assert "partiprompts97" in {r["item_id"] for r in rows}
 
 
-def test_package_data_covers_the_data_folder():
-    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
-        "imagenet_t2i.evaluation"]
-    files = [str(p.relative_to(DATA.parent)) for p in DATA.rglob("*") if p.is_file()]
+@pytest.mark.parametrize("package, data", [("imagenet_t2i.evaluation.geneval", GENEVAL_DATA),
+                                           ("imagenet_t2i.evaluation.dpg", DPG_DATA)])
+def test_package_data_covers_the_data_folder(package, data):
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][package]
+    files = [str(p.relative_to(data.parent)) for p in data.rglob("*") if p.is_file()]
     assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
 
 

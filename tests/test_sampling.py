@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from imagenet_t2i import sample as sample_mod
+from imagenet_t2i.sampling import sample as sample_mod
 from imagenet_t2i.cli import build_parser
 from imagenet_t2i.encode.autoencoder import PixelAutoencoder
-from imagenet_t2i.evaluate import sample_captions, sample_colour_probe, sample_dpg, sample_geneval
+from imagenet_t2i.evaluation.diagnostics.probe_sampling import sample_colour_probe
+from imagenet_t2i.evaluation.dpg.sample import sample_dpg
+from imagenet_t2i.evaluation.fid.sample import sample_captions
+from imagenet_t2i.evaluation.geneval.sample import sample_geneval
 from imagenet_t2i.io import write_jsonl
 from imagenet_t2i.models import build_model, save_pretrained
-from imagenet_t2i.sample import (RESUME_FILE, generate, initial_noise, sample_prompts, sample_seed,
+from imagenet_t2i.sampling.sample import (RESUME_FILE, generate, initial_noise, sample_prompts, sample_seed,
                                  sampling_provenance)
 
 TEXT_DIM = 16

@@ -16,7 +16,7 @@ from imagenet_t2i.encode.autoencoder import PixelAutoencoder
 from imagenet_t2i.encode.images import load_rgb, preprocess, to_tensor
 from imagenet_t2i.encode.text import MiniLMEncoder
 from imagenet_t2i.io import read_json, sha256_file
-from imagenet_t2i.shards import MANIFEST, PROGRESS, UNCOND, write_shards
+from imagenet_t2i.shards.writer import MANIFEST, PROGRESS, UNCOND, write_shards
 
 BAD = {"img_corrupt": "corrupt", "img_truncated": "truncated", "img_missing": "missing"}
 
@@ -185,8 +185,8 @@ def test_atomic_write_gives_outputs_the_usual_file_mode(tmp_path):
 def test_chunked_shards_merge_to_the_single_job_set(tmp_path):
     """3 chunk jobs + merge == one job: the same shards (hard-linked, not copied) and the same manifest."""
     from imagenet_t2i.chunks import chunk_names, parse_chunk
-    from imagenet_t2i.loader import ShardStream
-    from imagenet_t2i.shards import merge_shards
+    from imagenet_t2i.shards.reader import ShardStream
+    from imagenet_t2i.shards.writer import merge_shards
 
     split, captions = make_split(tmp_path / "split", 37)
     kw = dict(resolution=16, shard_size=8, batch_size=4, progress=False)
@@ -207,7 +207,7 @@ def test_chunked_shards_merge_to_the_single_job_set(tmp_path):
 
 def test_merging_an_incomplete_or_mixed_set_of_chunks_is_refused(tmp_path):
     from imagenet_t2i.chunks import chunk_names, parse_chunk
-    from imagenet_t2i.shards import merge_shards
+    from imagenet_t2i.shards.writer import merge_shards
 
     split, captions = make_split(tmp_path / "split", 20, bad=False)
     kw = dict(resolution=16, shard_size=8, batch_size=4, progress=False)

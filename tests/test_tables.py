@@ -7,8 +7,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from imagenet_t2i.evaluation.geneval_prompts import TAGS
-from imagenet_t2i.evaluation.geneval_score import summarize
+from imagenet_t2i.evaluation.geneval.prompts import TAGS
+from imagenet_t2i.evaluation.geneval.score import summarize
 from imagenet_t2i.io import read_json, sha256_file, write_json
 from imagenet_t2i.paper.figures import figure_overfit, figure_qual
 from imagenet_t2i.paper.reference import NOT_REPORTED, load_reference

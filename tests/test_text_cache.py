@@ -153,7 +153,7 @@ def _split(blob: bytes) -> tuple[dict, bytes]:
 
 @pytest.fixture(scope="module")
 def tiny_t5(tmp_path_factory):
-    from imagenet_t2i.weights.tiny_encoders import save_tiny_t5
+    from imagenet_t2i.encode.tiny_encoders import save_tiny_t5
 
     path = tmp_path_factory.mktemp("t5") / "t5"
     save_tiny_t5(path)

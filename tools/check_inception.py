@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from imagenet_t2i.evaluation.inception import load_inception
+from imagenet_t2i.evaluation.fid.inception import load_inception
 
 
 def synthetic_images(seed: int) -> list[np.ndarray]:

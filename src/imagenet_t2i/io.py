@@ -1,10 +1,11 @@
-"""Small I/O helpers: atomic writes, JSON/JSONL, hashing."""
+"""Small I/O helpers: atomic writes of files and folders, JSON/JSONL, hashing."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,31 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def staged_folder(final: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final``; it replaces ``final`` if the block succeeds.
+
+    One rename per folder instead of an fsync per file; a crash leaves ``final`` as it was
+    (or absent) and a hidden temporary folder that the next run ignores.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

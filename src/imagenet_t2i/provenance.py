@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from .config import config_hash
-from .io import read_jsonl, sha256_file, write_json
+from imagenet_t2i.config import config_hash
+from imagenet_t2i.io import read_jsonl, sha256_file, write_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parents[1]

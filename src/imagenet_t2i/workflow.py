@@ -9,11 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from .chunks import chunk_names
-from .config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, resolve_run, run_shard_sets,
+from imagenet_t2i.chunks import chunk_names
+from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, resolve_run, run_shard_sets,
                      validate_config)
-from .io import atomic_write
-from .provenance import source_hash
+from imagenet_t2i.io import atomic_write
+from imagenet_t2i.provenance import source_hash
 
 
 def results_dir(config: dict) -> str:
@@ -62,13 +62,17 @@ def chunk_dirs(config: dict, stage: str, prefix: str, suffix: str = "") -> list[
 
 
 # The modules each data-preparation stage runs: its jobs rerun when these change, not on any code change
-# (a paper-scale caption set is days of GPU time; a change to the sampler must not redo it).
+# (a paper-scale caption set is days of GPU time; a change to the sampler must not redo it). The random-init
+# stand-ins beside the backends belong to the weights stage, which builds them.
+ENCODERS = ["encode/__init__.py", "encode/autoencoder.py", "encode/images.py", "encode/text.py", "encode/text_cache.py"]
 STAGE_MODULES = {
-    "source": ["imagenet.py", "fake_imagenet.py", "world", "io.py"],
+    "source": ["source", "world", "io.py"],
     "augment": ["augment", "world", "chunks.py", "io.py"],
-    "captions": ["captions", "encode/images.py", "chunks.py", "io.py"],
-    "shards": ["shards.py", "encode", "chunks.py", "io.py"],
-    "weights": ["weights"],
+    "captions": [*(f"captions/{m}.py" for m in ("__init__", "aio", "base", "chunked", "fast_engine", "llava", "records",
+                                               "released", "scene", "vlm")), "encode/images.py", "chunks.py", "io.py"],
+    "shards": ["shards/__init__.py", "shards/writer.py", *ENCODERS, "chunks.py", "io.py"],
+    "weights": ["weights", "random_init.py", "captions/tiny_llava.py", "encode/tiny_encoders.py",
+                "evaluation/geneval/tiny_models.py", "evaluation/fid/tiny_models.py", "sampling/released.py"],
 }
 
 
@@ -86,14 +90,14 @@ def stage_code(stage: str) -> str:
 
 def weights_inputs(config: dict, *parts: str) -> list[str]:
     """Weights folders the ``weights`` rule fetches for these model sections (captions, autoencoder, text)."""
-    from .weights import section
+    from imagenet_t2i.weights import section
 
     return named_weights(config, *(section(config, part).get("weights") for part in parts))
 
 
 def named_weights(config: dict, *names: str | None) -> list[str]:
     """Folders of these ``weights`` entries that a rule fetches (``path`` entries are read in place; None skipped)."""
-    from .weights import weights_dir
+    from imagenet_t2i.weights import weights_dir
 
     specs = config.get("weights", {})
     return [weights_dir(config, n) for n in dict.fromkeys(names) if n and "path" not in specs[n]]
@@ -107,7 +111,7 @@ def portable_geneval(config: dict) -> list[str]:
 
 def weights_location(config: dict, name: str | None) -> str:
     """Where a weights entry is read from ("" when unnamed)."""
-    from .weights import weights_location as location
+    from imagenet_t2i.weights import weights_location as location
 
     return location(config, name) if name else ""
 
@@ -119,7 +123,7 @@ def option(flag: str, value: str) -> str:
 
 def weights_file(config: dict, name: str | None) -> str:
     """The single file of a ``url`` weights entry ("" when unnamed)."""
-    from .weights import weights_file as file_of
+    from imagenet_t2i.weights import weights_file as file_of
 
     return file_of(config, name) if name else ""
 
@@ -257,7 +261,7 @@ def embeddings_path(config: dict, texts: str) -> str:
 
 def table_inputs(config: dict, table: str) -> list[str]:
     """Score files one table reads."""
-    from .paper.tables import score_file
+    from imagenet_t2i.paper.tables import score_file
 
     spec = config["tables"][table]
     files = {score_file(m) for m in spec["metrics"]}

@@ -19,3 +19,51 @@ rule sample_grid:
     shell:
         "imagenet-t2i sample --config {CFG} --model {input.model} --uncond {input.shards} "
         "--embeddings {input.embeddings} --out {output.images} --grid {output.grid} > {log} 2>&1"
+
+
+rule prompt_embeddings:
+    """One set of evaluation prompts encoded once; the sampling jobs read it instead of the text encoder."""
+    input:
+        texts=lambda w: wf.embedding_inputs(config, w.texts),
+        weights=wf.weights_inputs(config, "text"),
+    output:
+        f"{R}/eval/embeddings/{{texts}}.safetensors",
+    wildcard_constraints:
+        texts="|".join(wf.EMBEDDING_SETS),
+    params:
+        code=CODE,
+        text={k: v for k, v in config["encode"]["text"].items() if k != "batch_size"},
+        grid_prompts=config["sample"]["grid_prompts"],
+        num_captions=config["eval"]["fd"]["num_samples"],
+    log:
+        f"{R}/logs/prompt_embeddings_{{texts}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=2000),
+    shell:
+        "imagenet-t2i embed --config {CFG} --texts-from {input.texts} --captions-limit {params.num_captions} "
+        "--out {output} > {log} 2>&1"
+
+
+if config["eval"].get("released"):
+
+    rule released_model:
+        """The released CAD-I snapshot (eval.released) as a model folder our sampling reads, with the empty caption
+        of encode.text as its unconditional input."""
+        input:
+            snapshot=wf.named_weights(config, wf.released_weights(config)),
+            text=wf.weights_inputs(config, "text"),
+        output:
+            directory(wf.released_dir(config)),
+        params:
+            code=CODE,
+            snapshot=wf.weights_location(config, wf.released_weights(config)),
+            released=config["eval"]["released"],
+            text={k: v for k, v in config["encode"]["text"].items() if k != "batch_size"},
+        log:
+            f"{R}/logs/released_model.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i released --config {CFG} --snapshot {params.snapshot} --out {output} > {log} 2>&1"

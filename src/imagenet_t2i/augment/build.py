@@ -19,7 +19,8 @@ from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.augment.work import Outcome, SetSpec, Worker
 from imagenet_t2i.chunks import chunk_range
 from imagenet_t2i.io import write_json, write_jsonl
-from imagenet_t2i.world.folder import IMAGE_FORMATS, staged_folder
+from imagenet_t2i.io import staged_folder
+from imagenet_t2i.world.folder import IMAGE_FORMATS
 
 
 def _outcomes(worker: Worker, stage: Path, rows: range, workers: int) -> Iterator[Outcome]:

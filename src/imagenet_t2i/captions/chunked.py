@@ -18,8 +18,8 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from ..chunks import chunk_range
-from ..io import atomic_write, read_json, write_json
+from imagenet_t2i.chunks import chunk_range
+from imagenet_t2i.io import atomic_write, read_json, write_json
 
 
 class RecordCaptioner(Protocol):

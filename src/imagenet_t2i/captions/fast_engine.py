@@ -15,8 +15,8 @@ from typing import Any
 import transformers
 from transformers import AutoProcessor, GenerationConfig
 
-from .llava import ImageInput, chat_prompt, check_greedy, to_rgb_image
-from .vlm import clean_vlm_caption
+from imagenet_t2i.captions.llava import ImageInput, chat_prompt, check_greedy, to_rgb_image
+from imagenet_t2i.captions.vlm import clean_vlm_caption
 
 
 def sampling_kwargs(config: GenerationConfig, max_new_tokens: int) -> dict:

@@ -17,7 +17,7 @@ import transformers
 from PIL import Image
 from transformers import AutoProcessor, GenerationConfig, LlavaNextForConditionalGeneration
 
-from .vlm import clean_vlm_caption
+from imagenet_t2i.captions.vlm import clean_vlm_caption
 
 ImageInput = np.ndarray | Image.Image
 

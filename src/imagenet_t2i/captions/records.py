@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ..encode.images import CorruptImageError, load_rgb, preprocess
-from .base import Captioner
+from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess
+from imagenet_t2i.captions.base import Captioner
 
 if TYPE_CHECKING:
-    from .chunked import RecordCaptioner
+    from imagenet_t2i.captions.chunked import RecordCaptioner
 
 
 class VLM(Protocol):
@@ -73,25 +73,25 @@ class ImageRecords:
 
 def make_vlm(config: dict, backend: str) -> VLM:
     """The configured VLM (LLaVA-NeXT through transformers, or the vLLM engine)."""
-    from ..weights import model_path
+    from imagenet_t2i.weights import model_path
 
     caps = config["captions"]
     kwargs = {"prompt": caps["prompt"], "max_new_tokens": caps["max_new_tokens"], "batch_size": caps["batch_size"]}
     if backend == "vllm":
-        from .fast_engine import VLLMCaptioner
+        from imagenet_t2i.captions.fast_engine import VLLMCaptioner
 
         return VLLMCaptioner(model_path(config, "captions"), **kwargs)
-    from .llava import LlavaNextCaptioner
+    from imagenet_t2i.captions.llava import LlavaNextCaptioner
 
     return LlavaNextCaptioner(model_path(config, "captions"), **kwargs)
 
 
 def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, int]) -> tuple[list[dict], RecordCaptioner]:
     """The records of an image set and the captioner of ``kind`` (aio | ta) for them."""
-    from ..chunks import chunk_range
-    from ..io import read_json, read_jsonl
-    from .aio import AIOCaptioner
-    from .scene import SceneCaptioner
+    from imagenet_t2i.chunks import chunk_range
+    from imagenet_t2i.io import read_json, read_jsonl
+    from imagenet_t2i.captions.aio import AIOCaptioner
+    from imagenet_t2i.captions.scene import SceneCaptioner
 
     backend = config["captions"]["backend"]
     if kind == "aio":
@@ -103,7 +103,7 @@ def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, in
     records, resolution = read_jsonl(images / "index.jsonl"), config["source"]["resolution"]
     if backend in ("llava", "vllm"):
         return records, ImageRecords(make_vlm(config, backend), images, resolution, name=backend)
-    from .released import ReleasedRecords
+    from imagenet_t2i.captions.released import ReleasedRecords
 
     released = config["captions"]["released"]
     keys = {records[i]["key"] for i in chunk_range(len(records), *chunk)}

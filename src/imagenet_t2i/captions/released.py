@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from .chunked import RecordCaptioner
+from imagenet_t2i.captions.chunked import RecordCaptioner
 
 SUFFIXES = (".parquet", ".jsonl", ".csv")
 

@@ -18,10 +18,10 @@ import numpy as np
 from safetensors import safe_open
 from tqdm import tqdm
 
-from ..io import atomic_write, read_jsonl
+from imagenet_t2i.io import atomic_write, read_jsonl
 
 if TYPE_CHECKING:
-    from .text import TextEncoder
+    from imagenet_t2i.encode.text import TextEncoder
 
 
 def text_key(text: str) -> str:

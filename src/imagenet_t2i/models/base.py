@@ -23,6 +23,7 @@ from torch import nn
 CONFIG_NAME = "config.json"
 RUN_WEIGHTS_NAME = "model.safetensors"  # the weights file of our run folders (the train loop's final/, checkpoints/)
 DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers' SAFETENSORS_WEIGHTS_NAME
+OBJECTIVE_FILE = "objective.json"  # beside a model's weights: {"objective": eps | flow}, written by the train loop
 
 
 @contextlib.contextmanager

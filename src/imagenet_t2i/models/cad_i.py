@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import T2IModel, records_config
-from .layers import Attention, SinusoidalEmbedding, feed_forward
+from imagenet_t2i.models.base import T2IModel, records_config
+from imagenet_t2i.models.layers import Attention, SinusoidalEmbedding, feed_forward
 
 LN_EPS = 1e-6
 LAYER_SCALE = 0.1  # LayerScale init of the text self-attention blocks

@@ -1,5 +1,5 @@
 """DiT-I and CAD-I as diffusers models: ``DiTIModel`` and ``CADIModel``, for ``from_pretrained``/``save_pretrained``
-and `imagenet_t2i.pipeline`.
+and `imagenet_t2i.sampling.pipeline`.
 
 Each is its network (`DiTI`, `CADI`: same modules, state dict and forward) with diffusers' ``ModelMixin`` +
 ``ConfigMixin``; the constructor kwargs are ``model.config`` as well as ``model.build_kwargs``. Training, sampling
@@ -19,10 +19,10 @@ import torch
 from diffusers import ConfigMixin, ModelMixin  # ModelMixin: diffusers' pipeline loader looks base classes up here
 from diffusers.configuration_utils import register_to_config
 
-from . import load_pretrained, unwrap_model
-from .base import CONFIG_NAME, DIFFUSERS_WEIGHTS_NAME, RUN_WEIGHTS_NAME, T2IModel, atomic_files
-from .cad_i import CADI
-from .dit_i import DiTI
+from imagenet_t2i.models.registry import load_pretrained, unwrap_model
+from imagenet_t2i.models.base import CONFIG_NAME, DIFFUSERS_WEIGHTS_NAME, RUN_WEIGHTS_NAME, T2IModel, atomic_files
+from imagenet_t2i.models.cad_i import CADI
+from imagenet_t2i.models.dit_i import DiTI
 
 
 class DiffusersT2IModel(ModelMixin, ConfigMixin):

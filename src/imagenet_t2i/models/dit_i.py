@@ -13,8 +13,8 @@ import math
 import torch
 from torch import nn
 
-from .base import T2IModel, records_config
-from .layers import Attention, SinusoidalEmbedding, feed_forward
+from imagenet_t2i.models.base import T2IModel, records_config
+from imagenet_t2i.models.layers import Attention, SinusoidalEmbedding, feed_forward
 
 LN_EPS = 1e-6
 FREQ_DIM = 256  # sinusoid width of the noise embedding (PixArt / DiT)

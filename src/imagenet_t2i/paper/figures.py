@@ -15,10 +15,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..io import atomic_write, read_json
-from ..provenance import make_record, write_record
-from .reference import ReferenceValues, load_reference
-from .tables import FD_METRICS
+from imagenet_t2i.io import atomic_write, read_json
+from imagenet_t2i.provenance import make_record, write_record
+from imagenet_t2i.paper.reference import ReferenceValues, load_reference
+from imagenet_t2i.paper.tables import FD_METRICS
 
 STEP_FILE = re.compile(r"^step-(\d+)\.json$")
 

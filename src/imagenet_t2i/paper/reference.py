@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..provenance import REPO_ROOT
+from imagenet_t2i.provenance import REPO_ROOT
 
 REFERENCE_PATH = REPO_ROOT / "config" / "reference_values.yaml"
 NOT_REPORTED = "not reported to us"

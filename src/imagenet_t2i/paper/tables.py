@@ -1,7 +1,7 @@
 """Paper tables from per-run score files: ours (mean and spread over seeds) beside the paper's reported values.
 
-Score files (under ``<results_root>/eval/<run>/``): ``fd/final.json`` (``features.fd_report``),
-``geneval/summary.json`` (``geneval_score.summarize``), ``dpg/scores.json`` (``dpg_score.score_dpg``),
+Score files (under ``<results_root>/eval/<run>/``): ``fd/final.json`` (``evaluation.fid.tiny_net.fd_report``),
+``geneval/summary.json`` (``evaluation.geneval.score.summarize``), ``dpg/scores.json`` (``evaluation.dpg.score.score_dpg``),
 ``colour_probe.json`` (``colour_probe.probe_accuracy``, tiny world only), ``denoise_profile.json``
 (``denoise_profile.denoise_profile``: metric ``x0_mse_g<gamma>``, the x0-prediction MSE at that noise level).
 Each table is written as ``<out>.csv``, ``<out>.md`` and ``<out>.tex`` plus a provenance record on the CSV
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..evaluation.denoise_profile import metric_gamma, profile_value
-from ..evaluation.geneval_prompts import TAGS
-from ..io import atomic_write, read_json
-from ..provenance import make_record, write_record
-from .reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
+from imagenet_t2i.evaluation.diagnostics.denoise_profile import metric_gamma, profile_value
+from imagenet_t2i.evaluation.geneval.prompts import TAGS
+from imagenet_t2i.io import atomic_write, read_json
+from imagenet_t2i.provenance import make_record, write_record
+from imagenet_t2i.paper.reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
 
 # The fd file's metrics. Tiny world: the feature net's FD and PRDC. Paper scale: fd = FID (Inception), PRDC on
 # Inception features, and FD-DINOv2, FD-CLIP, the Inception Score and CLIPScore of the same samples.

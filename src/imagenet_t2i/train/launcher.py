@@ -14,10 +14,10 @@ from types import FrameType
 
 import submitit
 
-from ..config import run_shard_sets
-from ..io import read_json, write_json
-from ..provenance import make_record, path_hash, write_record
-from .trainer import Trainer
+from imagenet_t2i.config import run_shard_sets
+from imagenet_t2i.io import read_json, write_json
+from imagenet_t2i.provenance import make_record, path_hash, write_record
+from imagenet_t2i.train.trainer import Trainer
 
 
 class TrainingFailed(RuntimeError):

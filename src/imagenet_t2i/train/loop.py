@@ -25,20 +25,23 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..config import per_rank_batch, run_shard_sets
-from ..diffusion.objective import AugmentSource, Batch, diffusion_loss
-from ..io import atomic_write, read_json, write_json
-from ..loader import ShardStream, load_uncond
-from ..malloc import keep_freed_memory
-from ..models import build_model, count_parameters, save_pretrained
-from ..sample import OBJECTIVE_FILE
-from .distributed import StopRequest, make_accelerator
-from .fast import compile_model
-from .optim import Ema, lr_at, make_optimizer, use_fused
-from .trainer import Trainer
+from imagenet_t2i.config import per_rank_batch, run_shard_sets
+from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss
+from imagenet_t2i.io import atomic_write, read_json, write_json
+from imagenet_t2i.shards.reader import ShardStream, load_uncond
+from imagenet_t2i.malloc import keep_freed_memory
+from imagenet_t2i.models import build_model, count_parameters, save_pretrained
+from imagenet_t2i.models.base import OBJECTIVE_FILE
+from imagenet_t2i.train.distributed import StopRequest, make_accelerator
+from imagenet_t2i.train.fast import compile_model
+from imagenet_t2i.train.optim import Ema, lr_at, make_optimizer, use_fused
+
+if TYPE_CHECKING:  # the job's callable imports this module when it runs: no import back
+    from imagenet_t2i.train.trainer import Trainer
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "images_per_s", "wall_s",
               "world_size", "per_rank_batch", "accumulation", "global_batch"]

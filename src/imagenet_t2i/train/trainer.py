@@ -28,6 +28,6 @@ class Trainer(submitit.helpers.Checkpointable):
     until: int | None = None
 
     def __call__(self) -> dict:
-        from .loop import Training
+        from imagenet_t2i.train.loop import Training
 
         return Training(self)()

@@ -4,7 +4,7 @@ The config's ``weights`` block names every model folder: ``{hub: <repo id>, revi
 is fetched from the Hugging Face hub by the ``weights`` rule (on the login node, the one machine of a
 cluster that reaches the network) at the commit the revision resolves to (recorded), ``{url, sha256 | blob}``
 is one checked file, ``{random_init: <kind>}`` is a tiny random-init model built from a config (offline smoke
-runs and tests), ``{path: <folder>}`` is a copy already on disk. A model section (``captions``,
+runs and tests; built by `imagenet_t2i.random_init`, not here), ``{path: <folder>}`` is a copy already on disk. A model section (``captions``,
 ``encode.autoencoder``, ``encode.text``) names its folder with ``weights: <name>`` or gives a ``path``; the
 evaluation names its entries in ``eval``. Every fetched folder gets a ``manifest.json`` (sha256 per file).
 """
@@ -15,27 +15,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import ConfigError
+from imagenet_t2i.config import ConfigError
 
 # Files a hub snapshot keeps: one format of each model (safetensors), configs and tokenizer files.
 DEFAULT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
 MODEL_SECTIONS = {"captions": ("captions",), "autoencoder": ("encode", "autoencoder"), "text": ("encode", "text")}
-
-
-def _builders() -> dict[str, Callable[[Path], None]]:
-    from ..evaluation.tiny_feature_nets import save_random_inception, save_tiny_dinov2
-    from ..evaluation.tiny_perception import save_tiny_clip, save_tiny_mask2former  # CLIP with its image processor
-    from ..released import save_random_release
-    from .tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
-    from .tiny_llava import save_tiny_llava_next
-
-    def inception(out: Path) -> None:
-        out.mkdir(parents=True)
-        save_random_inception(out / INCEPTION_FILE)
-
-    return {"llava_next": save_tiny_llava_next, "autoencoder_kl": save_tiny_autoencoder_kl, "t5": save_tiny_t5,
-            "mask2former": save_tiny_mask2former, "clip": save_tiny_clip, "dinov2": save_tiny_dinov2,
-            "inception": inception, "cad_i_release": save_random_release}
 
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID Inception weights
@@ -79,23 +63,23 @@ def resolved(config: dict, part: str) -> dict:
 
 
 def fetch(spec: dict, out_dir: str | os.PathLike) -> str:
-    """Fill ``out_dir`` from one ``weights`` entry, atomically (a temporary folder renamed); -> a description."""
+    """Fill ``out_dir`` from one ``hub`` or ``url`` entry of the ``weights`` block (`fill_folder`); -> a description."""
+    if "hub" in spec:
+        return fill_folder(out_dir, lambda tmp: _download(spec, tmp))
+    if "url" in spec:
+        return fill_folder(out_dir, lambda tmp: _download_url(spec, tmp))
+    if "random_init" in spec:
+        raise ConfigError(f"weights entry {spec}: a random-init stand-in is built by imagenet_t2i.random_init.build")
+    raise ConfigError(f"weights entry {spec}: a 'path' entry is read in place, nothing to fetch")
+
+
+def fill_folder(out_dir: str | os.PathLike, build: Callable[[Path], str]) -> str:
+    """Fill ``out_dir`` atomically: ``build`` writes a temporary folder (which it creates), `write_manifest` lists it,
+    and it is renamed onto ``out_dir``; -> what ``build`` returns (a description)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if "random_init" in spec:
-        kind = spec["random_init"]
-        builders = _builders()
-        if kind not in builders:
-            raise ConfigError(f"weights random_init '{kind}': use one of {sorted(builders)}")
-        builders[kind](tmp)
-        what = f"random-init {kind} (seed 0), built offline"
-    elif "hub" in spec:
-        what = _download(spec, tmp)
-    elif "url" in spec:
-        what = _download_url(spec, tmp)
-    else:
-        raise ConfigError(f"weights entry {spec}: a 'path' entry is read in place, nothing to fetch")
+    what = build(tmp)
     write_manifest(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
@@ -105,8 +89,8 @@ def fetch(spec: dict, out_dir: str | os.PathLike) -> str:
 def write_manifest(folder: Path) -> None:
     """``manifest.json`` listing every file's sha256 (hashed once here: provenance then hashes the manifest, not
     16 GB of weights per job)."""
-    from ..io import write_json
-    from ..provenance import sha256_files
+    from imagenet_t2i.io import write_json
+    from imagenet_t2i.provenance import sha256_files
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
         part.startswith(".") for part in p.relative_to(folder).parts))
@@ -134,7 +118,7 @@ def _download_url(spec: dict, tmp: Path) -> str:
     import hashlib
     import urllib.request
 
-    from ..io import sha256_file
+    from imagenet_t2i.io import sha256_file
 
     tmp.mkdir(parents=True)
     target = tmp / file_name(spec)

@@ -9,7 +9,8 @@ import numpy as np
 from tqdm import tqdm
 
 from imagenet_t2i.io import write_json, write_jsonl
-from imagenet_t2i.world.folder import save_image, staged_folder
+from imagenet_t2i.io import staged_folder
+from imagenet_t2i.world.folder import save_image
 from imagenet_t2i.world.palette import BACKGROUNDS, COLORS, check_names
 from imagenet_t2i.world.render import render_scene, sample_scene
 from imagenet_t2i.world.shapes import DEFAULT_CLASSES, SHAPES

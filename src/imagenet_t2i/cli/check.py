@@ -1,0 +1,44 @@
+"""Commands that check and inspect: a config (``validate``), its models (``models``), a table's provenance chain
+(``audit``)."""
+from __future__ import annotations
+
+import argparse
+
+from imagenet_t2i.cli.common import config_of
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    config = config_of(args.config)
+    print(f"{', '.join(args.config)}: valid ({len(config['runs'])} runs, models {sorted(config['models'])})")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    """Print every configured model's name and parameter count (built on the meta device: no memory used)."""
+    import torch
+
+    from imagenet_t2i.models import build_model, count_parameters
+
+    config = config_of(args.config)
+    shape = _model_shape(config)
+    for name, spec in config["models"].items():
+        kwargs = {**shape, **{k: v for k, v in spec.items() if k != "arch"}}
+        with torch.device("meta"):
+            model = build_model(spec["arch"], **kwargs)
+        n = count_parameters(model)
+        print(f"{name}\t{spec['arch']}\t{n:,}\t{n / 1e6:.1f}M")
+
+
+def _model_shape(config: dict) -> dict:
+    """Model input kwargs implied by the config's encoders (without loading them)."""
+    ae = config["encode"]["autoencoder"]["backend"]
+    channels, down = (3, 1) if ae == "pixel" else (4, 8)
+    text_dim = {"minilm": 384, "t5": 2048}[config["encode"]["text"]["backend"]]
+    return {"in_channels": channels, "input_size": config["source"]["resolution"] // down, "text_dim": text_dim}
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from imagenet_t2i.audit import audit
+
+    report = audit(args.target, members=args.members)
+    print(report.text())
+    return 0 if report.ok else 1

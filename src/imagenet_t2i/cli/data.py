@@ -1,0 +1,96 @@
+"""Commands of the data stage (workflow/rules/data.smk): the source images (rendered world or ImageNet index),
+the fake ImageNet of offline smoke runs, model weights, and the CutMix / Crop sets."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from imagenet_t2i.cli.common import config_of, provenance
+from imagenet_t2i.config import ConfigError
+
+
+def cmd_source(args: argparse.Namespace) -> None:
+    config = config_of(args.config)
+    src = config["source"]
+    t0 = time.time()
+    if src["backend"] == "synthetic":
+        from imagenet_t2i.world.build import build_split
+
+        n = src["num_train"] if args.split == "train" else src["num_val"]
+        seed = config["seed"] * 1000 + (0 if args.split == "train" else 1)
+        build_split(args.out, args.split, n, seed, src["resolution"], src["classes"], src["colors"], src["backgrounds"])
+    else:
+        from imagenet_t2i.source.imagenet import build_index
+
+        build_index(src["root"], args.split, src["synset_mapping"], args.out,
+                    val_labels=src.get("val_labels") if args.split == "val" else None, workers=src["workers"],
+                    meta_mat=src.get("val_meta_mat"))
+    provenance("source", src, {}, args.out, t0)
+
+
+def cmd_fake_imagenet(args: argparse.Namespace) -> None:
+    from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
+
+    config = config_of(args.config)
+    fake = config["source"].get("fake")
+    if not fake:
+        raise ConfigError("config key 'source.fake': not set; a fake ImageNet is for offline smoke runs only")
+    t0 = time.time()
+    written = write_fake_imagenet(args.out, **fake)
+    print(f"{args.out}: fake ImageNet ({fake})")
+    provenance("fake_imagenet", {"fake": fake, "written": _jsonable(written)}, {}, args.out, t0)
+
+
+def _jsonable(obj: object) -> object:
+    """Paths and tuples inside a helper's report, as JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj if isinstance(obj, (str, int, float, bool)) or obj is None else str(obj)
+
+
+def cmd_weights(args: argparse.Namespace) -> None:
+    from imagenet_t2i.random_init import build
+    from imagenet_t2i.weights import fetch
+
+    config = config_of(args.config)
+    spec = config["weights"].get(args.name)
+    if spec is None:
+        raise ConfigError(f"config key 'weights.{args.name}': no such entry (defined: {sorted(config['weights'])})")
+    t0 = time.time()
+    what = build(spec["random_init"], args.out) if "random_init" in spec else fetch(spec, args.out)
+    print(f"{args.out}: {what}")
+    provenance("weights", {"name": args.name, **spec, "fetched": what}, {}, args.out, t0)
+
+
+def cmd_augment(args: argparse.Namespace) -> None:
+    from imagenet_t2i.augment import build_crop_set, build_cutmix_set
+    from imagenet_t2i.chunks import parse_chunk
+
+    config = config_of(args.config)
+    aug = config["augment"]
+    chunk = parse_chunk(args.chunk)
+    common = {"seed": config["seed"], "image_format": aug["image_format"], "chunk": chunk, "workers": aug["workers"]}
+    t0 = time.time()
+    if args.set.startswith("cutmix_"):
+        settings = {"cutmix": {"pattern": args.set.removeprefix("cutmix_")}}
+        result = build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], **common)
+    elif args.set == "crop":
+        settings = {"crop": aug["crop"]}
+        result = build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), **common)
+    else:
+        raise ConfigError(f"augmented set '{args.set}': use crop or cutmix_<half|quarter|ninth|sixteenth|all>")
+    print(f"{args.out}: chunk {args.chunk}: {result}")
+    provenance("augment", {**settings, "chunk": args.chunk, "image_format": aug["image_format"]},
+                {"source": args.source}, args.out, t0)
+
+
+def cmd_augment_merge(args: argparse.Namespace) -> None:
+    from imagenet_t2i.augment.merge import merge_augmented
+
+    t0 = time.time()
+    result = merge_augmented(args.parts, args.out)
+    print(f"{args.out}: {result} from {len(args.parts)} chunk(s)")
+    provenance("augment_merge", {"chunks": len(args.parts)}, {f"part_{i}": p for i, p in enumerate(args.parts)},
+                args.out, t0)

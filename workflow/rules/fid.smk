@@ -1,0 +1,95 @@
+# FID and friends: FD / FID, FD-DINOv2, FD-CLIP, IS, PRDC, CLIPScore (imagenet_t2i.cli.fid, imagenet_t2i.evaluation.fid).
+
+if config["eval"].get("fid"):
+
+    rule fd_reference:
+        """Paper scale: Inception / DINOv2 / CLIP statistics of the val images (resize + centre crop), once."""
+        input:
+            images=f"{R}/data/val",
+            weights=wf.fid_weights(config),
+        output:
+            directory(f"{R}/eval/fd_reference"),
+        params:
+            code=CODE,
+            fid=config["eval"]["fid"],
+        log:
+            f"{R}/logs/fd_reference.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i fd reference --config {CFG} --images {input.images} --out {output} > {log} 2>&1"
+
+    rule fd:
+        """Paper scale: FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore of one sample per val caption (streamed)."""
+        input:
+            model=lambda w: wf.model_dir(config, w.run, w.ckpt),
+            vae=wf.weights_inputs(config, "autoencoder"),
+            captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
+            reference=f"{R}/eval/fd_reference",
+            uncond=lambda w: wf.run_uncond(config, w.run),
+            embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
+        output:
+            f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+        params:
+            code=CODE,
+            fid=config["eval"]["fid"],
+            sample=config["sample"],
+            options=lambda w: wf.sampling_options(config, w.run),
+        log:
+            f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
+            "--reference {input.reference} --uncond {input.uncond} --embeddings {input.embeddings} "
+            "--out {output} {params.options} > {log} 2>&1"
+
+else:
+
+    rule feature_net:
+        """The tiny world's FD feature network, trained once on the train split (Inception's role)."""
+        input:
+            train=f"{R}/data/train",
+            val=f"{R}/data/val",
+        output:
+            directory(f"{R}/eval/feature_net"),
+        params:
+            code=CODE,
+            fd=config["eval"]["fd"],
+        log:
+            f"{R}/logs/feature_net.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=2000),
+        shell:
+            "imagenet-t2i fd train-net --config {CFG} --train {input.train} --val {input.val} --out {output} > {log} 2>&1"
+
+
+    rule fd:
+        """FD, precision/recall/density/coverage of one checkpoint's samples of val captions vs the val images."""
+        input:
+            model=lambda w: wf.model_dir(config, w.run, w.ckpt),
+            vae=wf.weights_inputs(config, "autoencoder"),
+            captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
+            reference=f"{R}/data/val",
+            net=f"{R}/eval/feature_net",
+            uncond=lambda w: wf.run_uncond(config, w.run),
+            embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
+        output:
+            f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+        params:
+            code=CODE,
+            fd=config["eval"]["fd"],
+            sample=config["sample"],
+            options=lambda w: wf.sampling_options(config, w.run),
+        log:
+            f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+        threads: wf.stage_threads(config, "gpu")
+        resources:
+            **wf.stage_resources(config, "gpu", mem_mb=2000),
+        shell:
+            "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
+            "--reference {input.reference} --net {input.net} --uncond {input.uncond} --embeddings {input.embeddings} "
+            "--out {output} {params.options} > {log} 2>&1"
