@@ -22,14 +22,8 @@ import time
 import numpy as np
 import torch
 from PIL import Image
-from transformers import (
-    CLIPVisionConfig,
-    LlamaConfig,
-    LlavaNextConfig,
-    LlavaNextForConditionalGeneration,
-    LlavaNextImageProcessor,
-    LlavaNextProcessor,
-)
+from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
+                          LlavaNextImageProcessor, LlavaNextProcessor)
 
 from imagenet_t2i.captions.llava import chat_prompt
 from imagenet_t2i.captions.tiny_llava import CHAT_TEMPLATE, IMAGE, build_config, build_processor, build_tokenizer

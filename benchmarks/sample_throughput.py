@@ -16,12 +16,11 @@ import itertools
 import time
 
 import torch
+from train_throughput import model_kwargs, sync, synthetic_batch
 
 from imagenet_t2i.diffusion.sampler import ddim_sample
 from imagenet_t2i.models import build_model
 from imagenet_t2i.train.fast import compile_model
-
-from train_throughput import model_kwargs, sync, synthetic_batch
 
 EVAL_IMAGES = {"geneval": 553 * 4, "dpg": 1065 * 4, "fid50k": 50_000}
 

@@ -27,9 +27,9 @@ from imagenet_t2i.encode.autoencoder import make_autoencoder
 from imagenet_t2i.encode.text import make_text_encoder
 from imagenet_t2i.evaluation.diagnostics.colour_probe import probe_accuracy, probe_prompts
 from imagenet_t2i.evaluation.diagnostics.denoise_profile import denoise_profile, fixed_samples
-from imagenet_t2i.shards.reader import load_uncond
 from imagenet_t2i.models import count_parameters, load_pretrained
 from imagenet_t2i.sampling.sample import generate, sample_seed
+from imagenet_t2i.shards.reader import load_uncond
 from imagenet_t2i.train.trainer import Trainer
 
 SHOWN_GAMMAS = (0.5, 0.2, 0.05)

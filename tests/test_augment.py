@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_t2i.augment import (
-    PATTERNS,
-    CutMixGeometry,
-    apply_crop,
-    apply_cutmix,
-    build_crop_set,
-    build_cutmix_set,
-    cutmix_geometry,
-    merge_augmented,
-)
+from imagenet_t2i.augment import (PATTERNS, CutMixGeometry, apply_crop, apply_cutmix, build_crop_set, build_cutmix_set,
+                                  cutmix_geometry, merge_augmented)
 from imagenet_t2i.augment.boxes import MIN_VISIBLE
 from imagenet_t2i.augment.cutmix import composite_scene
 from imagenet_t2i.augment.geometry import scaled

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_t2i.evaluation.dpg.score import (
-    CSV_COLUMNS, make_grid, read_questions, score_dpg, split_grid, write_scores,
-)
+from imagenet_t2i.evaluation.dpg.score import (CSV_COLUMNS, make_grid, read_questions, score_dpg, split_grid,
+                                               write_scores)
 from imagenet_t2i.io import read_json, write_jsonl
 
 TUPLES = {

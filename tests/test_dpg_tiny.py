@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_t2i.evaluation.geneval.detector import detect
 from imagenet_t2i.evaluation.dpg.score import CSV_COLUMNS, make_grid, read_questions, score_dpg
-from imagenet_t2i.evaluation.dpg.tiny import (
-    GAP_PX, SOURCE, answer_grids, answer_question, benchmark_items, cell_background, generate_benchmark,
-    parse_tuple, render_reference_grids, write_benchmark,
-)
+from imagenet_t2i.evaluation.dpg.tiny import (GAP_PX, SOURCE, answer_grids, answer_question, benchmark_items,
+                                              cell_background, generate_benchmark, parse_tuple, render_reference_grids,
+                                              write_benchmark)
+from imagenet_t2i.evaluation.geneval.detector import detect
 from imagenet_t2i.evaluation.geneval.score import relative_position
 from imagenet_t2i.io import read_jsonl
 from imagenet_t2i.world import BACKGROUNDS, COLORS, DEFAULT_CLASSES, render_scene, size_label

@@ -16,8 +16,8 @@ from imagenet_t2i.models.dit_i import DiTBlock
 from imagenet_t2i.train.fast import compile_model
 from imagenet_t2i.train.flops import (H100_BF16_PEAK, cad_forward_flops, dit_forward_flops, forward_flops, mfu,
                                       training_flops)
-from imagenet_t2i.train.trainer import Trainer
 from imagenet_t2i.train.optim import Ema, Lamb, make_optimizer, param_groups, use_fused
+from imagenet_t2i.train.trainer import Trainer
 
 from .conftest import REPO, TINY_MODELS, tiny_run
 

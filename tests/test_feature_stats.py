@@ -9,13 +9,12 @@ from PIL import Image
 from scipy.special import log_softmax, softmax
 
 from imagenet_t2i.evaluation.fid.fd import compute_fd, frechet_distance, prdc
-from imagenet_t2i.evaluation.fid.feature_nets import (IMAGENET_MEAN, IMAGENET_STD, clip_pixels,
-                                                  hub_position_embeddings, load_clip_image, load_dinov2,
-                                                  resize_bicubic)
+from imagenet_t2i.evaluation.fid.feature_nets import (IMAGENET_MEAN, IMAGENET_STD, clip_pixels, hub_position_embeddings,
+                                                      load_clip_image, load_dinov2, resize_bicubic)
 from imagenet_t2i.evaluation.fid.feature_stats import (ReferenceStats, Reservoir, RunningStats, inception_score,
-                                                   load_reference_stats, save_reference_stats, sidecar_path)
-from imagenet_t2i.evaluation.fid.metrics import fid_report, image_batches, iter_image_folder, write_reference_stats
+                                                       load_reference_stats, save_reference_stats, sidecar_path)
 from imagenet_t2i.evaluation.fid.inception import load_inception
+from imagenet_t2i.evaluation.fid.metrics import fid_report, image_batches, iter_image_folder, write_reference_stats
 from imagenet_t2i.evaluation.fid.tiny_models import save_random_inception, save_tiny_clip, save_tiny_dinov2
 from imagenet_t2i.io import read_json
 

@@ -10,14 +10,8 @@ import torch
 from PIL import Image
 
 from imagenet_t2i.evaluation.fid.fd import extract_features, feature_stats, frechet_distance
-from imagenet_t2i.evaluation.fid.tiny_net import (
-    evaluate_feature_net,
-    fd_report,
-    load_feature_net,
-    load_images,
-    split_labels,
-    train_feature_net,
-)
+from imagenet_t2i.evaluation.fid.tiny_net import (evaluate_feature_net, fd_report, load_feature_net, load_images,
+                                                  split_labels, train_feature_net)
 from imagenet_t2i.io import read_json, sha256_file
 from imagenet_t2i.world import build_split
 

@@ -14,16 +14,13 @@ import torch
 from PIL import Image
 
 from imagenet_t2i.evaluation.geneval import official as geneval_official
-from imagenet_t2i.evaluation.geneval.official import (
-    COLORS, ColourClassifier, colour_crop, colour_prompts, colour_weights, list_samples, mmdet_detections,
-    perceive_folder,
-)
-from imagenet_t2i.evaluation.geneval.portable import (
-    MAX_PER_IMAGE, Mask2FormerDetector, instance_postprocess, masks_to_boxes, perceive_portable,
-)
+from imagenet_t2i.evaluation.geneval.official import (COLORS, ColourClassifier, colour_crop, colour_prompts,
+                                                      colour_weights, list_samples, mmdet_detections, perceive_folder)
+from imagenet_t2i.evaluation.geneval.paper_prompts import geneval_object_names
+from imagenet_t2i.evaluation.geneval.portable import (MAX_PER_IMAGE, Mask2FormerDetector, instance_postprocess,
+                                                      masks_to_boxes, perceive_portable)
 from imagenet_t2i.evaluation.geneval.prompts import iter_samples, prepare_layout
 from imagenet_t2i.evaluation.geneval.score import ScoringOptions, score_images, summarize
-from imagenet_t2i.evaluation.geneval.paper_prompts import geneval_object_names
 from imagenet_t2i.evaluation.geneval.tiny_models import save_tiny_clip, save_tiny_mask2former
 from imagenet_t2i.io import read_json, read_jsonl
 from imagenet_t2i.weights import write_manifest

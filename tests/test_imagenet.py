@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from imagenet_t2i.encode.images import CorruptImageError, load_rgb
+from imagenet_t2i.io import read_json, read_jsonl, sha256_file
 from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
 from imagenet_t2i.source.imagenet import build_index, read_val_labels
-from imagenet_t2i.io import read_json, read_jsonl, sha256_file
 
 
 def _index(fake, split, out, **kw):

@@ -15,8 +15,8 @@ from transformers import AutoProcessor, GenerationConfig, LlavaNextForConditiona
 from imagenet_t2i.captions import clean_vlm_caption
 from imagenet_t2i.captions.fast_engine import VLLMCaptioner, sampling_kwargs
 from imagenet_t2i.captions.llava import LlavaNextCaptioner
-from imagenet_t2i.io import sha256_file
 from imagenet_t2i.captions.tiny_llava import save_tiny_llava_next
+from imagenet_t2i.io import sha256_file
 
 NEW = 12  # new tokens a caption in these tests
 PROMPT_TEXT = ("<|start_header_id|>user<|end_header_id|>\n\n<image>\nDescribe this image<|eot_id|>"

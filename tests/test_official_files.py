@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
+from imagenet_t2i.evaluation.dpg.paper_prompts import (DATA as DPG_DATA, DPG_CSV_BLOB, check_dpg_csv, dpg_prompts,
+                                                       git_blob_id)
+from imagenet_t2i.evaluation.geneval.paper_prompts import (DATA as GENEVAL_DATA, GENEVAL_METADATA_SHA256,
+                                                           geneval_object_names, paper_geneval_prompts)
 from imagenet_t2i.evaluation.geneval.prompts import write_prompts
-from imagenet_t2i.evaluation.dpg.paper_prompts import DATA as DPG_DATA
-from imagenet_t2i.evaluation.dpg.paper_prompts import DPG_CSV_BLOB, check_dpg_csv, dpg_prompts, git_blob_id
-from imagenet_t2i.evaluation.geneval.paper_prompts import DATA as GENEVAL_DATA
-from imagenet_t2i.evaluation.geneval.paper_prompts import GENEVAL_METADATA_SHA256, geneval_object_names, paper_geneval_prompts
 from imagenet_t2i.io import sha256_file
 
 from .conftest import FIXTURES, REPO

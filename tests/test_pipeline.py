@@ -11,14 +11,14 @@ import torch
 
 from imagenet_t2i.encode.autoencoder import make_autoencoder
 from imagenet_t2i.encode.text import make_text_encoder
+from imagenet_t2i.encode.tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
 from imagenet_t2i.io import write_json
 from imagenet_t2i.models import build_model, save_pretrained
+from imagenet_t2i.models.base import OBJECTIVE_FILE
 from imagenet_t2i.models.diffusers_models import DIFFUSERS_CLASSES
 from imagenet_t2i.sampling.pipeline import ImageNetT2IPipeline, pipeline_from_run
-from imagenet_t2i.models.base import OBJECTIVE_FILE
 from imagenet_t2i.sampling.sample import sample_prompts, save_png
 from imagenet_t2i.weights import resolved
-from imagenet_t2i.encode.tiny_encoders import save_tiny_autoencoder_kl, save_tiny_t5
 
 PROMPTS = ["a red circle in the lower left", "a small blue square", "x"]
 SAMPLE = {"steps": 3, "guidance": 5.0, "clamp": 1.0, "seed": 7, "samples_per_prompt": 2}

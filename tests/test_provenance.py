@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
-from imagenet_t2i.source.imagenet import build_index
 from imagenet_t2i.io import sha256_file, write_json, write_jsonl
 from imagenet_t2i.provenance import members, path_hash, sha256_files
+from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
+from imagenet_t2i.source.imagenet import build_index
 
 _OPENED: list[str] | None = None  # paths opened while a test listens (sys audit hooks cannot be removed)
 

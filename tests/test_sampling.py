@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from imagenet_t2i.sampling import sample as sample_mod
 from imagenet_t2i.cli import build_parser
 from imagenet_t2i.encode.autoencoder import PixelAutoencoder
 from imagenet_t2i.evaluation.diagnostics.probe_sampling import sample_colour_probe
@@ -17,8 +16,9 @@ from imagenet_t2i.evaluation.fid.sample import sample_captions
 from imagenet_t2i.evaluation.geneval.sample import sample_geneval
 from imagenet_t2i.io import write_jsonl
 from imagenet_t2i.models import build_model, save_pretrained
+from imagenet_t2i.sampling import sample as sample_mod
 from imagenet_t2i.sampling.sample import (RESUME_FILE, generate, initial_noise, sample_prompts, sample_seed,
-                                 sampling_provenance)
+                                          sampling_provenance)
 
 TEXT_DIM = 16
 SAMPLE_CFG = {"steps": 3, "guidance": 5.0, "clamp": 1.0, "seed": 7, "samples_per_prompt": 2}

@@ -9,17 +9,8 @@ import pytest
 from PIL import Image
 
 from imagenet_t2i.io import read_json, read_jsonl
-from imagenet_t2i.world import (
-    BACKGROUNDS,
-    COLORS,
-    DEFAULT_CLASSES,
-    SIZE_RANGES,
-    build_split,
-    coverage,
-    render_scene,
-    sample_scene,
-    size_label,
-)
+from imagenet_t2i.world import (BACKGROUNDS, COLORS, DEFAULT_CLASSES, SIZE_RANGES, build_split, coverage, render_scene,
+                                sample_scene, size_label)
 
 ALL = dict(classes=DEFAULT_CLASSES, colors=list(COLORS), backgrounds=list(BACKGROUNDS))
 

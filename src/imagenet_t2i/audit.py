@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagenet_t2i.provenance import PROVENANCE_NAME, hashed_files, members as manifest_members, path_hash, provenance_path, \
-    sha256_files
+from imagenet_t2i.provenance import (PROVENANCE_NAME, hashed_files, members as manifest_members, path_hash,
+                                     provenance_path, sha256_files)
 
 MAX_SUSPECTS = 10
 

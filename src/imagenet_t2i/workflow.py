@@ -11,7 +11,7 @@ import yaml
 
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, resolve_run, run_shard_sets,
-                     validate_config)
+                                 validate_config)
 from imagenet_t2i.io import atomic_write
 from imagenet_t2i.provenance import source_hash
 

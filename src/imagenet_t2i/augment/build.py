@@ -18,8 +18,7 @@ from imagenet_t2i.augment.record import INDEX, RECORD, complete_record, fingerpr
 from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.augment.work import Outcome, SetSpec, Worker
 from imagenet_t2i.chunks import chunk_range
-from imagenet_t2i.io import write_json, write_jsonl
-from imagenet_t2i.io import staged_folder
+from imagenet_t2i.io import staged_folder, write_json, write_jsonl
 from imagenet_t2i.world.folder import IMAGE_FORMATS
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess
 from imagenet_t2i.captions.base import Captioner
+from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess
 
 if TYPE_CHECKING:
     from imagenet_t2i.captions.chunked import RecordCaptioner
@@ -88,10 +88,10 @@ def make_vlm(config: dict, backend: str) -> VLM:
 
 def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, int]) -> tuple[list[dict], RecordCaptioner]:
     """The records of an image set and the captioner of ``kind`` (aio | ta) for them."""
-    from imagenet_t2i.chunks import chunk_range
-    from imagenet_t2i.io import read_json, read_jsonl
     from imagenet_t2i.captions.aio import AIOCaptioner
     from imagenet_t2i.captions.scene import SceneCaptioner
+    from imagenet_t2i.chunks import chunk_range
+    from imagenet_t2i.io import read_json, read_jsonl
 
     backend = config["captions"]["backend"]
     if kind == "aio":

@@ -11,16 +11,9 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (
-    CLIPVisionConfig,
-    GenerationConfig,
-    LlamaConfig,
-    LlavaNextConfig,
-    LlavaNextForConditionalGeneration,
-    LlavaNextImageProcessor,
-    LlavaNextProcessor,
-    PreTrainedTokenizerFast,
-)
+from transformers import (CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaNextConfig,
+                          LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor,
+                          PreTrainedTokenizerFast)
 
 from imagenet_t2i.io import staged_folder
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from imagenet_t2i.cli.common import config_of, provenance
-from imagenet_t2i.cli.sampling_args import (embeddings_input, eval_backends, eval_sample_cfg,
-                                            require_tiny_perception, sampling_record)
+from imagenet_t2i.cli.sampling_args import (embeddings_input, eval_backends, eval_sample_cfg, require_tiny_perception,
+                                            sampling_record)
 
 
 def cmd_dpg_benchmark(args: argparse.Namespace) -> None:

@@ -44,9 +44,9 @@ def cmd_fd_reference(args: argparse.Namespace) -> None:
 def _fd_paper(args: argparse.Namespace, config: dict, t0: float) -> None:
     """FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore of one sample per val caption, streamed."""
     from imagenet_t2i.encode.autoencoder import default_device
-    from imagenet_t2i.evaluation.fid.sample import caption_samples
     from imagenet_t2i.evaluation.fid.metrics import fid_report
     from imagenet_t2i.evaluation.fid.paper import flat_scores, load_extractors
+    from imagenet_t2i.evaluation.fid.sample import caption_samples
     from imagenet_t2i.io import write_json
 
     fid = config["eval"]["fid"]

@@ -5,8 +5,8 @@ import argparse
 import time
 
 from imagenet_t2i.cli.common import config_of, provenance
-from imagenet_t2i.cli.sampling_args import (embeddings_input, eval_backends, eval_sample_cfg,
-                                            require_tiny_perception, sampling_record)
+from imagenet_t2i.cli.sampling_args import (embeddings_input, eval_backends, eval_sample_cfg, require_tiny_perception,
+                                            sampling_record)
 from imagenet_t2i.weights import weights_location
 
 

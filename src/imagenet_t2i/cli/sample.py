@@ -14,8 +14,8 @@ from imagenet_t2i.weights import resolved
 
 def cmd_released(args: argparse.Namespace) -> None:
     from imagenet_t2i.encode.text import make_text_encoder
-    from imagenet_t2i.sampling.released import convert_released
     from imagenet_t2i.io import staged_folder
+    from imagenet_t2i.sampling.released import convert_released
 
     config = config_of(args.config)
     spec = config["eval"].get("released")
@@ -40,8 +40,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from imagenet_t2i.encode.autoencoder import make_autoencoder
-    from imagenet_t2i.shards.reader import load_uncond
     from imagenet_t2i.sampling.sample import make_grid, sample_prompts, sampling_provenance
+    from imagenet_t2i.shards.reader import load_uncond
 
     config = config_of(args.config)
     sample_cfg = dict(config["sample"])

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from imagenet_t2i.models import unwrap_model
 from imagenet_t2i.diffusion.schedule import add_noise, flow_gamma, linear_gamma
+from imagenet_t2i.models import unwrap_model
 
 
 @dataclass

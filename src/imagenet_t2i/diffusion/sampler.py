@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from imagenet_t2i.models import unwrap_model
 from imagenet_t2i.diffusion.objective import pad_to
 from imagenet_t2i.diffusion.schedule import cosine_gamma, flow_gamma
+from imagenet_t2i.models import unwrap_model
 
 
 def guided_inputs(

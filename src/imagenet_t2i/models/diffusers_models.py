@@ -19,10 +19,10 @@ import torch
 from diffusers import ConfigMixin, ModelMixin  # ModelMixin: diffusers' pipeline loader looks base classes up here
 from diffusers.configuration_utils import register_to_config
 
-from imagenet_t2i.models.registry import load_pretrained, unwrap_model
 from imagenet_t2i.models.base import CONFIG_NAME, DIFFUSERS_WEIGHTS_NAME, RUN_WEIGHTS_NAME, T2IModel, atomic_files
 from imagenet_t2i.models.cad_i import CADI
 from imagenet_t2i.models.dit_i import DiTI
+from imagenet_t2i.models.registry import load_pretrained, unwrap_model
 
 
 class DiffusersT2IModel(ModelMixin, ConfigMixin):

@@ -24,8 +24,8 @@ import yaml
 from imagenet_t2i.evaluation.diagnostics.denoise_profile import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
-from imagenet_t2i.provenance import make_record, write_record
 from imagenet_t2i.paper.reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
+from imagenet_t2i.provenance import make_record, write_record
 
 # The fd file's metrics. Tiny world: the feature net's FD and PRDC. Paper scale: fd = FID (Inception), PRDC on
 # Inception features, and FD-DINOv2, FD-CLIP, the Inception Score and CLIPScore of the same samples.

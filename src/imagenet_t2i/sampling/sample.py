@@ -25,10 +25,10 @@ from imagenet_t2i.encode.autoencoder import Autoencoder, default_device
 from imagenet_t2i.encode.images import to_uint8
 from imagenet_t2i.encode.text import TextEncoder
 from imagenet_t2i.io import atomic_write, read_json, write_json
-from imagenet_t2i.shards.reader import pad_text
 from imagenet_t2i.models import load_pretrained, unwrap_model
 from imagenet_t2i.models.base import OBJECTIVE_FILE
 from imagenet_t2i.provenance import path_hash
+from imagenet_t2i.shards.reader import pad_text
 
 RESUME_FILE = ".sampling.json"  # in each output folder: the settings its files were sampled with
 SEED_RULE = ("x_T of sample j of prompt i = torch.randn((1, C, h, w), generator=torch.Generator().manual_seed("

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from imagenet_t2i.source.imagenet import val_key
 from imagenet_t2i.io import staged_folder
+from imagenet_t2i.source.imagenet import val_key
 
 # The first classes of ILSVRC2012's LOC_synset_mapping.txt.
 SYNSETS = [

@@ -32,10 +32,10 @@ import torch
 from imagenet_t2i.config import per_rank_batch, run_shard_sets
 from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss
 from imagenet_t2i.io import atomic_write, read_json, write_json
-from imagenet_t2i.shards.reader import ShardStream, load_uncond
 from imagenet_t2i.malloc import keep_freed_memory
 from imagenet_t2i.models import build_model, count_parameters, save_pretrained
 from imagenet_t2i.models.base import OBJECTIVE_FILE
+from imagenet_t2i.shards.reader import ShardStream, load_uncond
 from imagenet_t2i.train.distributed import StopRequest, make_accelerator
 from imagenet_t2i.train.fast import compile_model
 from imagenet_t2i.train.optim import Ema, lr_at, make_optimizer, use_fused

@@ -138,10 +138,8 @@ def _download_url(spec: dict, tmp: Path) -> str:
 
 
 def _download(spec: dict, tmp: Path) -> str:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
-
-    from huggingface_hub import HfApi
 
     repo, revision = spec["hub"], spec.get("revision")
     try:

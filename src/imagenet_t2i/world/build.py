@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from imagenet_t2i.io import write_json, write_jsonl
-from imagenet_t2i.io import staged_folder
+from imagenet_t2i.io import staged_folder, write_json, write_jsonl
 from imagenet_t2i.world.folder import save_image
 from imagenet_t2i.world.palette import BACKGROUNDS, COLORS, check_names
 from imagenet_t2i.world.render import render_scene, sample_scene

@@ -25,8 +25,8 @@ import torch
 
 from imagenet_t2i.diffusion.schedule import add_noise
 from imagenet_t2i.io import read_json
-from imagenet_t2i.shards.reader import ShardStream
 from imagenet_t2i.models import unwrap_model
+from imagenet_t2i.shards.reader import ShardStream
 from imagenet_t2i.shards.writer import MANIFEST
 
 GAMMAS = (0.9, 0.5, 0.2, 0.05, 0.01)

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imagenet_t2i.evaluation.geneval.detector import detect
 from imagenet_t2i.evaluation.dpg.score import CSV_COLUMNS, make_grid, read_questions, split_grid
+from imagenet_t2i.evaluation.geneval.detector import detect
 from imagenet_t2i.evaluation.geneval.prompts import make_plural, with_article
 from imagenet_t2i.evaluation.geneval.score import relative_position
 from imagenet_t2i.io import atomic_write, write_jsonl

@@ -19,8 +19,8 @@ from PIL import Image
 
 from imagenet_t2i.evaluation.fid.clip_score import ClipScorer, ClipScoreTotals
 from imagenet_t2i.evaluation.fid.fd import frechet_distance, prdc
-from imagenet_t2i.evaluation.fid.feature_stats import (SAMPLE_CAP, ReferenceStats, Reservoir, RunningStats, inception_score,
-                            load_reference_stats, save_reference_stats)
+from imagenet_t2i.evaluation.fid.feature_stats import (SAMPLE_CAP, ReferenceStats, Reservoir, RunningStats,
+                                                       inception_score, load_reference_stats, save_reference_stats)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Description keys that must agree between a reference cache and the extractor (the weights path may not).

@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from imagenet_t2i.io import atomic_write
-from imagenet_t2i.io import staged_folder
 from imagenet_t2i.evaluation.fid.inception import InceptionV3FID
+from imagenet_t2i.io import atomic_write, staged_folder
 
 TINY_DINOV2: dict[str, Any] = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                                "mlp_ratio": 2, "patch_size": 14, "image_size": 518}

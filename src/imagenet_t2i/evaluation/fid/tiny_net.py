@@ -22,8 +22,8 @@ from PIL import Image
 from safetensors.torch import load_file, save
 from torch import nn
 
-from imagenet_t2i.io import atomic_write, read_json, read_jsonl, write_json
 from imagenet_t2i.evaluation.fid.fd import Extractor, compute_fd, extract_features, prdc
+from imagenet_t2i.io import atomic_write, read_json, read_jsonl, write_json
 
 ARCH = "tiny_feature_cnn"
 WEIGHTS_NAME = "model.safetensors"

@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from imagenet_t2i.evaluation.geneval.colour_clip import load_clip_colour_classifier
-from imagenet_t2i.evaluation.geneval.official import (
-    OBJECT_NAMES, Detection, coco_class_names, perceive_folder, read_names, sha256_file,
-)
+from imagenet_t2i.evaluation.geneval.official import (OBJECT_NAMES, Detection, coco_class_names, perceive_folder,
+                                                      read_names, sha256_file)
 from imagenet_t2i.io import read_json
 
 PERCEPTION = "portable"

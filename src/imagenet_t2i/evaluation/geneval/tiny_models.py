@@ -21,9 +21,8 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 def save_tiny_mask2former(out_dir: str | os.PathLike, seed: int = 0, num_queries: int = 10) -> None:
     """Write a random-init tiny Mask2Former (80 COCO classes) and its image processor to ``out_dir``."""
-    from transformers import (
-        Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SwinConfig,
-    )
+    from transformers import (Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor,
+                              SwinConfig)
 
     labels = [COCO_SPELLINGS.get(n, n) for n in read_names(OBJECT_NAMES)]
     backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
