@@ -6,6 +6,8 @@ from snakemake.utils import validate
 # A --configfile is a complete config (config/paper.yaml, a test's): it replaces the default, never merges into it.
 if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
+# Nested --config values arrive as strings ('0.6'): read back where the schema wants a number, list, ...
+wf.typed_overrides(config, workflow.config_settings.overwrite_config)
 validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 R = wf.results_dir(config)

@@ -114,3 +114,23 @@ def test_official_perception_rules_name_existing_conda_environments():
     for env in envs:
         text = (REPO / "workflow" / "rules" / env).resolve().read_text()
         assert "UNTESTED" in text and "dependencies:" in text
+
+
+def test_partition_and_account_set_once_reach_every_stage_job(paper):
+    """Set at the top of ``cluster:`` (as paper.yaml's comments show), they reach the data and evaluation jobs as they
+    reach training; a stage's own value wins."""
+    custom = copy.deepcopy(paper)
+    custom["cluster"].update(partition="gpu", account="proj42", qos="high", constraint="h100")
+    custom["cluster"]["stages"]["cpu"]["partition"] = "cpu"
+    gpu, cpu = (stage_resources(validate_config(custom), kind, mem_mb=2000) for kind in ("gpu", "cpu"))
+    assert {gpu[k] for k in ("slurm_partition", "slurm_account", "qos", "constraint")} == {"gpu", "proj42", "high",
+                                                                                           "h100"}
+    assert cpu["slurm_partition"] == "cpu" and cpu["slurm_account"] == "proj42"
+
+
+@pytest.mark.parametrize("tasks, effect", [(4, "4 GPU.s. per node would idle"), (16, "ranks would share a GPU")])
+def test_one_rank_per_gpu_is_checked_at_start_up(paper, tasks, effect):
+    bad = copy.deepcopy(paper)
+    bad["cluster"]["tasks_per_node"] = tasks
+    with pytest.raises(ConfigError, match=rf"cluster.tasks_per_node' \({tasks}\).*cluster.gpus_per_node' \(8\).*{effect}"):
+        validate_config(bad)

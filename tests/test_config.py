@@ -116,3 +116,20 @@ def test_released_evaluation_is_checked_naming_the_key():
     del bad["tables"]["T-RELEASED"]
     with pytest.raises(ConfigError, match="eval.released"):
         wf.released_targets(validate_config(bad))
+
+
+def test_nested_command_line_values_are_read_back_with_the_schemas_types():
+    """What Snakemake makes of ``--config 'train={cutmix: {p: 0.6}}' replicates=[0,1] name=007``."""
+    from imagenet_t2i.workflow import typed_overrides
+
+    config = load_config(REPO / "config" / "config.yaml")
+    overrides = {"train": {"cutmix": {"p": "0.6"}}, "replicates": ["0", "1"], "name": "007"}
+    config["train"]["cutmix"]["p"], config["replicates"], config["name"] = "0.6", ["0", "1"], "007"
+    typed_overrides(config, overrides)
+    assert config["train"]["cutmix"]["p"] == 0.6 and config["replicates"] == [0, 1]
+    assert config["name"] == "007"  # a string where the schema wants one stays as given
+    config["train"]["cutmix"]["tau"] = "0.4"  # not from the command line: left to the schema to reject
+    typed_overrides(config, overrides)
+    assert config["train"]["cutmix"]["tau"] == "0.4"
+    with pytest.raises(ConfigError, match="train.cutmix.tau"):
+        validate_config(config)

@@ -115,14 +115,15 @@ def test_two_task_training_job_runs_on_slurm_through_snakemake(trained, slurm_en
 
 
 def test_a_data_rule_runs_as_a_slurm_job_with_its_declared_resources(trained, slurm_env):
-    """A `shards_chunk` job asks for the gpu stage (1 GPU, 1 CPU, 2000 MB, 10 min): sacct shows what SLURM granted."""
+    """A `shards_chunk` job asks for the gpu stage (1 GPU, 1 CPU, 2000 MB, 10 min) in the partition set once at the top
+    of ``cluster:`` (not the cluster's default): sacct shows what SLURM granted."""
     workdir, _ = trained
     text = "".join(p.read_text() for p in (workdir / ".snakemake" / "log").glob("*.snakemake.log"))
     found = re.search(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_shards_chunk/", text)
     assert found, "the shards_chunk rule was not submitted as a SLURM job"
     job_id = found.group(1)
-    state, alloc, limit = _sacct(slurm_env, job_id, "State,AllocTRES,TimelimitRaw")[0].split("|")
-    assert state == "COMPLETED"
+    state, alloc, limit, partition = _sacct(slurm_env, job_id, "State,AllocTRES,TimelimitRaw,Partition")[0].split("|")
+    assert state == "COMPLETED" and partition == "gpu"
     assert "gres/gpu=1" in alloc and "mem=2000M" in alloc, alloc
     assert limit == "10"
 

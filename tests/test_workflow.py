@@ -136,3 +136,26 @@ def test_job_times_reads_the_run_log(smoke):
     assert len(durations["denoise_profile"]) == len(config["runs"])
     walls = job_times["provenance_wall"](workdir / "results" / "smoke")
     assert len(walls["train"]) == len(config["runs"]) and min(walls["train"]) > 0
+
+
+def _planned(out: str, rule: str) -> set[str]:
+    """The ``run`` wildcards of the jobs of ``rule`` in a dry run's output."""
+    runs, current = set(), None
+    for line in out.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = line.split()[1].rstrip(":")
+        elif current == rule and line.strip().startswith("wildcards:"):
+            runs.add(dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))["run"])
+    return runs
+
+
+def test_a_nested_setting_from_the_command_line_replans_the_runs_it_reaches(smoke):
+    """Snakemake hands nested ``--config`` values over as strings; they are read back where the schema wants a
+    number or a list, and only the runs whose training reads the setting are planned again."""
+    workdir, path, config = smoke
+    out = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: 0.6}}").stdout
+    assert _planned(out, "train") == {"dit_i_ta_cutmix_crop"}  # the only run with a CutMix set
+    out = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "replicates=[0, 1]").stdout
+    assert _planned(out, "train") == {f"{run}_s1" for run in config["runs"]}
+    proc = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: often}}", check=False)
+    assert proc.returncode != 0 and "train.cutmix.p" in proc.stdout + proc.stderr

@@ -63,6 +63,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
         raise ConfigError(f"config key '{key}': {e.message}")
     expand_replicates(config)
+    _check_cluster(config)
     _check_references(config)
     return config
 
@@ -107,6 +108,17 @@ def per_rank_batch(global_batch: int, world_size: int, accumulation: int) -> int
 def cluster_world_size(cluster: dict) -> int:
     """DDP ranks a training job of this cluster config runs: nodes x tasks per node."""
     return cluster.get("nodes", 1) * cluster.get("tasks_per_node", 1)
+
+
+def _check_cluster(config: dict) -> None:
+    """One DDP rank per GPU: ``tasks_per_node`` must equal ``gpus_per_node`` when the nodes have GPUs."""
+    cluster = config["cluster"]
+    gpus, tasks = cluster.get("gpus_per_node", 0), cluster.get("tasks_per_node", 1)
+    if gpus and tasks != gpus:
+        effect = f"{gpus - tasks} GPU(s) per node would idle" if tasks < gpus else "ranks would share a GPU and crash"
+        raise ConfigError(f"config keys 'cluster.tasks_per_node' ({tasks}) and 'cluster.gpus_per_node' ({gpus}): a "
+                          f"training job runs one DDP rank per GPU, so they must be equal ({effect}); set "
+                          f"tasks_per_node: {gpus}")
 
 
 def _check_references(config: dict) -> None:

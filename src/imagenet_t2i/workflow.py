@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from imagenet_t2i.chunks import chunk_names
-from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, resolve_run, run_shard_sets,
-                                 validate_config)
+from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, load_schema, resolve_run,
+                                 run_shard_sets, validate_config)
 from imagenet_t2i.io import atomic_write
 from imagenet_t2i.provenance import source_hash
 
@@ -35,6 +36,45 @@ def write_resolved_config(config: dict) -> str:
     return str(path)
 
 
+def typed_overrides(config: dict, overrides: dict) -> dict:
+    """Read back the values Snakemake's ``--config`` hands over as strings; ``config``, changed in place.
+
+    Snakemake reads ``--config key=value`` as YAML at the top level only: with ``--config 'train={cutmix: {p: 0.6}}'``
+    or ``replicates=[0,1,2]`` every nested value arrives as a string (``'0.6'``, ``['0', '1', '2']``). Where the schema
+    wants another type at a path the command line set, the string is read as YAML; anything else stays as given, so
+    the schema still rejects a bad value, naming the key.
+    """
+    validator = jsonschema.Draft202012Validator(load_schema())
+    while True:
+        fixes = []
+        for error in validator.iter_errors(config):
+            path = list(error.absolute_path)
+            if error.validator == "type" and isinstance(error.instance, str) and _given(overrides, path):
+                value = yaml.safe_load(error.instance)
+                if not isinstance(value, str):
+                    fixes.append((path, value))
+        if not fixes:
+            return config
+        for path, value in fixes:
+            node = config
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+
+
+def _given(overrides: object, path: list) -> bool:
+    """Whether the ``--config`` values hold ``path`` (dict keys and list indices)."""
+    node = overrides
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return False
+    return True
+
+
 def code_version() -> str:
     """A hash of the package sources: in rule params, so code changes rerun jobs."""
     return source_hash()
@@ -44,14 +84,21 @@ STAGE_RESOURCES = {"partition": "slurm_partition", "account": "slurm_account", "
                    "runtime_min": "runtime", "gpus": "gpu", "mem_mb": "mem_mb", "sbatch_extra": "slurm_extra"}
 
 
+CLUSTER_WIDE = ("partition", "account", "qos", "constraint")
+
+
 def stage_resources(config: dict, kind: str, mem_mb: int) -> dict:
     """Snakemake ``resources:`` of a heavy rule from ``cluster.stages.<kind>`` (gpu | cpu).
 
     The SLURM executor plugin (``--profile workflow/profiles/slurm``) turns them into sbatch options
     (partition, account, qos, constraint, time, GPUs, memory, extra options); a local run ignores all
-    but ``mem_mb`` (``mem_mb`` is the rule's own need unless the stage sets it).
+    but ``mem_mb`` (``mem_mb`` is the rule's own need unless the stage sets it). ``partition``, ``account``,
+    ``qos`` and ``constraint`` set once at the top of ``cluster:`` reach every stage job as they reach training;
+    a stage's own value wins.
     """
-    spec = {"mem_mb": mem_mb, **config["cluster"].get("stages", {}).get(kind, {})}
+    cluster = config["cluster"]
+    spec = {"mem_mb": mem_mb, **{k: cluster[k] for k in CLUSTER_WIDE if cluster.get(k)},
+            **cluster.get("stages", {}).get(kind, {})}
     return {res: spec[key] for key, res in STAGE_RESOURCES.items() if spec.get(key)}
 
 
@@ -177,8 +224,12 @@ def run_shards(config: dict, run: str) -> list[str]:
 
 
 def run_hash(config: dict, run: str) -> str:
-    """Hash of everything in the config one run depends on."""
-    return config_hash({"run": resolve_run(config, run), "source": config["source"], "encode": config["encode"],
+    """Hash of everything in the config one run depends on: its resolved run (without the CutMix / Crop settings of
+    ``train`` when the run trains without that set: the loop never reads them) and the data stages' settings."""
+    run_cfg = resolve_run(config, run)
+    used = run_shard_sets(run_cfg)
+    run_cfg["train"] = {k: v for k, v in run_cfg["train"].items() if k not in ("cutmix", "crop") or k in used}
+    return config_hash({"run": run_cfg, "source": config["source"], "encode": config["encode"],
                         "augment": config.get("augment", {})})
 
 
