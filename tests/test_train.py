@@ -142,3 +142,20 @@ def test_a_rerun_restores_removed_outputs_and_restarts_on_new_shards(tiny_shards
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "fingerprint": "rebuilt"}))
     fresh = Trainer(cfg, str(shards), str(out), str(state))()
     assert fresh["resumed_from"] == [] and fresh["step"] == 6
+
+
+def test_progress_lines_average_the_loss_since_the_previous_line_and_keep_train_csv_current(tiny_shards, tmp_path,
+                                                                                          capsys):
+    """Every ``total // 20`` steps (here 2) and at least every ``report_every_s``: the loss of the logged steps since the
+    previous line (not of the whole run), and train.csv rewritten with every row so far."""
+    cfg = tiny_run(steps=40, log_every=2, checkpoint_every=100, eval_checkpoints=[])
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "out"), str(tmp_path / "state"))()
+    rows = {int(r["step"]): float(r["loss"]) for r in csv.DictReader(open(tmp_path / "out" / "train.csv"))}
+    lines = [line for line in capsys.readouterr().out.splitlines() if "/40 loss" in line]
+    assert len(lines) == 20 and "step 40/40" in lines[-1]
+    assert f"loss {rows[40]:.4f} (mean of the 1 logged step(s)" in lines[-1]  # one row since step 38's line
+    cfg = tiny_run(steps=40, log_every=2, checkpoint_every=100, eval_checkpoints=[], report_every_s=0)
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "again"), str(tmp_path / "again_state"), until=7)()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "/40 loss" in line]
+    assert [line.split()[2] for line in lines] == [f"{s}/40" for s in range(1, 8)]  # by time: every step
+    assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "again" / "train.csv"))] == [2, 4, 6, 7]

@@ -225,10 +225,12 @@ def run_shards(config: dict, run: str) -> list[str]:
 
 def run_hash(config: dict, run: str) -> str:
     """Hash of everything in the config one run depends on: its resolved run (without the CutMix / Crop settings of
-    ``train`` when the run trains without that set: the loop never reads them) and the data stages' settings."""
+    ``train`` when the run trains without that set: the loop never reads them; without the progress-line interval)
+    and the data stages' settings."""
     run_cfg = resolve_run(config, run)
     used = run_shard_sets(run_cfg)
-    run_cfg["train"] = {k: v for k, v in run_cfg["train"].items() if k not in ("cutmix", "crop") or k in used}
+    run_cfg["train"] = {k: v for k, v in run_cfg["train"].items()
+                        if (k not in ("cutmix", "crop") or k in used) and k != "report_every_s"}
     return config_hash({"run": run_cfg, "source": config["source"], "encode": config["encode"],
                         "augment": config.get("augment", {})})
 

@@ -179,9 +179,9 @@ class Training:
             stop_request.barrier()
 
         its = {r: iter(s) for r, s in streams.items()}
-        report_every = max(1, total // 20)
+        report_every, report_s = max(1, total // 20), tcfg.get("report_every_s", 300)  # a progress line: 20 a run, or by time
         t_last = t_report = wall0 = time.perf_counter()
-        step_at_report = step
+        step_at_report, rows_at_report = step, len(log)
         model.train()
         try:
             while step < stop:
@@ -236,14 +236,15 @@ class Training:
                                 "images_per_s": round(n_steps * tcfg["batch_size"] / max(now - t_last, 1e-9), 2),
                                 "wall_s": round(now - wall0, 2), **layout})
                     t_last = now
-                if main and (step % report_every == 0 or step == stop):
-                    now = time.perf_counter()
+                now = time.perf_counter()
+                if main and (step % report_every == 0 or step == stop or now - t_report >= report_s):
                     rate = (step - step_at_report) / max(now - t_report, 1e-9)
-                    recent = [r["loss"] for r in log[-report_every:]]
+                    recent = [r["loss"] for r in log[rows_at_report:]] or [r["loss"] for r in log[-1:]]
                     print(f"[{cfg['name']}] step {step}/{total} loss {sum(recent) / max(len(recent), 1):.4f} "
-                          f"lr {lr:.2e} {rate * tcfg['batch_size']:.0f} img/s "
-                          f"eta {(stop - step) / max(rate, 1e-9):.0f}s", flush=True)
-                    t_report, step_at_report = now, step
+                          f"(mean of the {len(recent)} logged step(s) since the last line) lr {lr:.2e} "
+                          f"{rate * tcfg['batch_size']:.0f} img/s eta {(stop - step) / max(rate, 1e-9):.0f}s", flush=True)
+                    self._write_log(log)  # train.csv follows the progress lines, not only the checkpoints
+                    t_report, step_at_report, rows_at_report = now, step, len(log)
                 if main and step in tcfg["eval_checkpoints"]:  # kept in the state too: a rerun restores it
                     self._save_weights(raw_model, ema, self.state_dir / "checkpoints" / f"step-{step:07d}")
                 if step % tcfg["checkpoint_every"] == 0 or step == stop:
