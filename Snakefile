@@ -1,5 +1,6 @@
 # imagenet-t2i: reproduce "How far can we go with ImageNet for Text-to-Image generation?" (arXiv 2502.21318).
-# Tiny default: `snakemake --cores 2 reproduce_all`; paper scale: add `--configfile config/paper.yaml`.
+# Tiny default: `snakemake --cores 2 reproduce_all`; paper scale (README): `snakemake reproduce_all --configfile
+# config/paper.yaml --profile workflow/profiles/slurm --sdm conda` (without the profile the GPU stages stop: no GPU).
 from imagenet_t2i import workflow as wf
 from snakemake.utils import validate
 

@@ -4,6 +4,7 @@ import hashlib
 import pytest
 
 from imagenet_t2i.cli import main
+from imagenet_t2i.config import load_config, validate_config
 
 from .conftest import REPO
 
@@ -50,3 +51,28 @@ def test_fetching_a_url_offline_fails_naming_the_way_out(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="weights.<name>.path"):
         fetch({"url": "https://example.org/weights.pth"}, tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["shards", "--images", "in", "--captions", "in.jsonl", "--out", "out"],
+    ["captions", "--images", "in", "--kind", "ta", "--out", "out"],
+    ["geneval", "sample", "--model", "m", "--prompts", "p.jsonl", "--uncond", "u", "--out", "out"],
+    ["fd", "score", "--model", "m", "--captions", "c.jsonl", "--reference", "r", "--uncond", "u", "--out", "out"],
+])
+def test_a_paper_gpu_stage_without_a_gpu_stops_at_once_naming_the_profile_and_the_key(command, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """paper.yaml gives the GPU stages a GPU; a process that sees none (a login node: the command run without the
+    SLURM profile) stops before loading anything. ``cluster.allow_cpu: true`` lets it run on the CPU on purpose."""
+    import torch
+
+    from imagenet_t2i.cli.common import require_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has none; a lent GPU machine has
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--config", str(REPO / "config" / "paper.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "cluster.stages.gpu.gpus" in err and "--profile workflow/profiles/slurm" in err and "cluster.allow_cpu" in err
+    assert not any(tmp_path.iterdir())  # nothing written
+    config = load_config(REPO / "config" / "paper.yaml")
+    config["cluster"]["allow_cpu"] = True
+    require_gpu(validate_config(config))  # on purpose: no error

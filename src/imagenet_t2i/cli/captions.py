@@ -22,7 +22,7 @@ def cmd_captions(args: argparse.Namespace) -> None:
     from imagenet_t2i.chunks import parse_chunk
     from imagenet_t2i.io import sha256_file
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=args.kind == "ta")
     images, chunk = Path(args.images), parse_chunk(args.chunk)
     t0 = time.time()
     records, captioner = record_captioner(config, images, args.kind, chunk)

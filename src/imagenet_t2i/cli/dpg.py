@@ -42,7 +42,7 @@ def cmd_dpg_benchmark(args: argparse.Namespace) -> None:
 def cmd_dpg_sample(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.dpg.sample import sample_dpg
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     t0 = time.time()
     n = sample_dpg(args.model, args.prompts, args.out, *eval_backends(config, args.uncond, args.embeddings),
                    eval_sample_cfg(config, args), args.batch_size)

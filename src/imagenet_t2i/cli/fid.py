@@ -27,7 +27,7 @@ def cmd_fd_reference(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.fid.metrics import write_reference_stats
     from imagenet_t2i.evaluation.fid.paper import load_extractors, reference_images
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     fid = config["eval"]["fid"]
     t0 = time.time()
     extractors, _ = load_extractors(config, default_device())
@@ -69,7 +69,7 @@ def cmd_fd_score(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.fid.tiny_net import fd_report, load_feature_net, load_images
     from imagenet_t2i.io import write_json
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     t0 = time.time()
     if config["eval"].get("fid"):
         _fd_paper(args, config, t0)

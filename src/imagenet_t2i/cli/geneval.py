@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from imagenet_t2i.cli.common import config_of, provenance
+from imagenet_t2i.cli.common import config_of, provenance, require_gpu
 from imagenet_t2i.cli.sampling_args import (embeddings_input, eval_backends, eval_sample_cfg, require_tiny_perception,
                                             sampling_record)
 from imagenet_t2i.weights import weights_location
@@ -35,7 +35,7 @@ def cmd_geneval_prompts(args: argparse.Namespace) -> None:
 def cmd_geneval_sample(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.geneval.sample import sample_geneval
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     t0 = time.time()
     n = sample_geneval(args.model, args.prompts, args.out, *eval_backends(config, args.uncond, args.embeddings),
                        eval_sample_cfg(config, args), config["eval"]["geneval"]["samples_per_prompt"], args.batch_size)
@@ -52,6 +52,7 @@ def cmd_geneval_detect(args: argparse.Namespace) -> None:
     perception, g = config["eval"]["perception"], config["eval"]["geneval"]
     t0 = time.time()
     if perception == "portable":  # transformers Mask2Former + CLIP: not the official number (docs/evaluation.md)
+        require_gpu(config)
         from imagenet_t2i.encode.autoencoder import default_device
         from imagenet_t2i.evaluation.geneval.portable import MMDET_TEST_SIZE, perceive_portable
 

@@ -17,7 +17,7 @@ def cmd_released(args: argparse.Namespace) -> None:
     from imagenet_t2i.io import staged_folder
     from imagenet_t2i.sampling.released import convert_released
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     spec = config["eval"].get("released")
     if not spec:
         raise ConfigError("config key 'eval.released': not set; add {weights: <entry of a CAD-I snapshot>, guidance, "
@@ -43,7 +43,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from imagenet_t2i.sampling.sample import make_grid, sample_prompts, sampling_provenance
     from imagenet_t2i.shards.reader import load_uncond
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     sample_cfg = dict(config["sample"])
     prompts = prompt_lines(Path(args.prompts).read_text().splitlines() if args.prompts else sample_cfg["grid_prompts"])
     t0 = time.time()
@@ -73,7 +73,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from imagenet_t2i.encode.text_cache import read_texts, write_text_cache
     from imagenet_t2i.evaluation.diagnostics.colour_probe import config_probe_prompts
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     texts = prompt_lines(config["sample"]["grid_prompts"]) + [row["prompt"] for row in config_probe_prompts(config)]
     for path in args.texts_from:
         texts += read_texts(path, args.captions_limit)

@@ -15,7 +15,7 @@ def cmd_shards(args: argparse.Namespace) -> None:
     from imagenet_t2i.encode.text import make_text_encoder
     from imagenet_t2i.shards.writer import write_shards
 
-    config = config_of(args.config)
+    config = config_of(args.config, gpu=True)
     enc = config["encode"]
     t0 = time.time()
     manifest = write_shards(args.images, args.captions, args.out, make_autoencoder(resolved(config, "autoencoder")),
