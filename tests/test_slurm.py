@@ -67,6 +67,8 @@ def test_the_paper_training_job_asks_sbatch_for_what_the_config_says(slurm_env, 
                    "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=8", "--mem=480GB", "--time=2880",
                    "--signal=USR2@120", "--reservation=paper", "--exclusive", "--requeue"):
         assert option in sbatch, (option, sorted(sbatch))
+    srun = next(line for line in text.splitlines() if line.startswith("srun "))
+    assert "--cpus-per-task 8" in srun, srun  # srun does not inherit it from sbatch on SLURM 22.05-23.02
 
 
 def _snakemake(env: dict, workdir: Path, config: Path, *targets: str, timeout: int = 600,
@@ -106,11 +108,11 @@ def test_two_task_training_job_runs_on_slurm_through_snakemake(trained, slurm_en
     (lo0, hi0), (lo1, hi1) = (r["data"]["train"]["range"] for r in sorted(prov["ranks"], key=lambda r: r["rank"]))
     assert lo0 == 0 and hi0 == lo1 < hi1  # disjoint halves of the training set
     assert {r["data"]["train"]["batches"] for r in prov["ranks"]} == {60}
-    rows = subprocess.run(["sacct", "-j", str(prov["job"]["id"]), "-n", "-P", "-o", "JobID,State,NTasks"],
+    rows = subprocess.run(["sacct", "-j", str(prov["job"]["id"]), "-n", "-P", "-o", "JobID,State,NTasks,AllocCPUS"],
                           env=slurm_env, capture_output=True, text=True, timeout=30).stdout.split()
     fields = {r.split("|")[0]: r.split("|")[1:] for r in rows}
     assert fields[str(prov["job"]["id"])][0] == "COMPLETED", rows
-    assert fields[f"{prov['job']['id']}.0"] == ["COMPLETED", "2"], rows  # the srun step ran the 2 DDP ranks
+    assert fields[f"{prov['job']['id']}.0"] == ["COMPLETED", "2", "4"], rows  # the 2 DDP ranks, 2 CPUs each
     assert (run / "final" / "model.safetensors").exists()
 
 

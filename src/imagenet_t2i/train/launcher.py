@@ -37,6 +37,9 @@ def executor_parameters(cluster: dict, threads: int) -> dict:
         params.update({sub: cluster[key] for key, sub in SLURM_PARAMETERS.items() if key in cluster})
         # --requeue: clusters with JobRequeue=0 refuse submitit's `scontrol requeue` without it
         params["slurm_additional_parameters"] = {"requeue": True, **cluster.get("sbatch_extra", {})}
+        # srun does not inherit sbatch's --cpus-per-task on SLURM 22.05-23.02: without this, every rank's threads
+        # and its loader share one core
+        params["slurm_srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
     elif cluster.get("nodes", 1) > 1:
         raise ValueError("cluster.nodes > 1 needs cluster.backend: slurm (the local executor runs on one machine)")
     return params
