@@ -154,6 +154,32 @@ def test_preempted_training_resumes_under_the_same_job_id_bitwise(trained, slurm
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+def test_a_job_requeued_by_slurm_resumes_from_the_step_sigterm_stopped_it_bitwise(trained, slurm_env):
+    """`scontrol requeue` mid-run is SLURM's preemption path (SIGTERM, then requeue): every rank stops at one step,
+    the state is saved there and the job ends; SLURM restarts it under the same id and it resumes from that step,
+    not from the last periodic checkpoint, ending with the uninterrupted run's weights."""
+    workdir, config = trained
+    results = workdir / "results" / "slurm"
+    proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta_term/provenance.json", wait=False)
+    state, sidecar = results / "state" / "dit_i_ta_term" / "last.pt", results / "state" / "dit_i_ta_term" / "job.json"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), proc.stdout.read() if proc.poll() is not None else "no state after 300 s"
+    job_id = str(read_json(sidecar)["job_id"])
+    subprocess.run(["scontrol", "requeue", job_id], env=slurm_env, check=True, timeout=30)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-6000:]
+    prov = read_json(results / "runs" / "dit_i_ta_term" / "provenance.json")
+    assert str(prov["job"]["id"]) == job_id  # requeued by SLURM, not resubmitted
+    resumed = prov["summary"]["resumed_from"]
+    assert len(resumed) == 1 and 0 < resumed[0] < 60, out[-4000:]
+    assert f"SIGTERM: state saved at step {resumed[0]};" in out
+    a = load_file(str(results / "runs" / "dit_i_ta" / "final" / "model.safetensors"))
+    b = load_file(str(results / "runs" / "dit_i_ta_term" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("partition", "no_such_partition", "invalid partition"),
     ("gpus_per_node", 16, "requested node configuration is not available"),  # the node has 2

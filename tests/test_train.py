@@ -159,3 +159,49 @@ def test_progress_lines_average_the_loss_since_the_previous_line_and_keep_train_
     lines = [line for line in capsys.readouterr().out.splitlines() if "/40 loss" in line]
     assert [line.split()[2] for line in lines] == [f"{s}/40" for s in range(1, 8)]  # by time: every step
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "again" / "train.csv"))] == [2, 4, 6, 7]
+
+
+def test_sigterm_saves_at_the_step_boundary_and_ends_the_job_and_the_rerun_is_bitwise_identical(tiny_shards,
+                                                                                               tmp_path, monkeypatch):
+    """SLURM's preemption and cancel signal: one consistent state at the step where it landed, then the job ends with
+    no result (SLURM requeues a preempted job; it resumes from that step, not from an older checkpoint)."""
+    import os
+    import signal
+
+    from imagenet_t2i.train import loop
+
+    cfg = tiny_run("dit_i", steps=9, checkpoint_every=4, eval_checkpoints=[])
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "full"), str(tmp_path / "full_state"))()
+    original, calls = loop.diffusion_loss, []
+
+    def signalling(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # mid-step 6, after the periodic save at step 4
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "diffusion_loss", signalling)
+    with pytest.raises(SystemExit) as stopped:
+        Trainer(cfg, str(tiny_shards), str(tmp_path / "part"), str(tmp_path / "part_state"))()
+    monkeypatch.undo()
+    assert stopped.value.code == 0 and not (tmp_path / "part" / "final").exists()
+    assert torch.load(tmp_path / "part_state" / "last.pt", weights_only=False)["step"] == 6  # not 4
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the trainer put the previous handler back
+    resumed = Trainer(cfg, str(tiny_shards), str(tmp_path / "part"), str(tmp_path / "part_state"))()
+    assert resumed["resumed_from"] == [6]
+    a, b = _weights(tmp_path / "full" / "final"), _weights(tmp_path / "part" / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_state_is_also_saved_by_time(tiny_shards, tmp_path, monkeypatch):
+    """``train.checkpoint_every_min`` beside ``checkpoint_every``: rank 0's clock decides, all ranks save together."""
+    saves = []
+    original = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (saves.append(obj["step"]), original(obj, f, *a, **k)))
+    cfg = tiny_run(steps=6, checkpoint_every=100, eval_checkpoints=[])
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "steps"), str(tmp_path / "steps_state"))()
+    assert saves == [6]  # by steps: only the last
+    saves.clear()
+    cfg = tiny_run(steps=6, checkpoint_every=100, eval_checkpoints=[], checkpoint_every_min=1e-9)
+    Trainer(cfg, str(tiny_shards), str(tmp_path / "time"), str(tmp_path / "time_state"))()
+    assert saves == [0, 1, 2, 3, 4, 5, 6]  # due at every step boundary (and the last step's save)

@@ -223,14 +223,17 @@ def run_shards(config: dict, run: str) -> list[str]:
     return [f"{results_dir(config)}/shards/{name}" for name in sets.values()]
 
 
+UNHASHED_TRAIN_KEYS = ("report_every_s", "checkpoint_every_min")  # when to print and save: the weights are the same
+
+
 def run_hash(config: dict, run: str) -> str:
     """Hash of everything in the config one run depends on: its resolved run (without the CutMix / Crop settings of
-    ``train`` when the run trains without that set: the loop never reads them; without the progress-line interval)
+    ``train`` when the run trains without that set: the loop never reads them; without `UNHASHED_TRAIN_KEYS`)
     and the data stages' settings."""
     run_cfg = resolve_run(config, run)
     used = run_shard_sets(run_cfg)
     run_cfg["train"] = {k: v for k, v in run_cfg["train"].items()
-                        if (k not in ("cutmix", "crop") or k in used) and k != "report_every_s"}
+                        if (k not in ("cutmix", "crop") or k in used) and k not in UNHASHED_TRAIN_KEYS}
     return config_hash({"run": run_cfg, "source": config["source"], "encode": config["encode"],
                         "augment": config.get("augment", {})})
 

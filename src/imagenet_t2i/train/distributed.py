@@ -36,13 +36,20 @@ def make_accelerator(accumulation: int) -> Accelerator:
                        gradient_accumulation_steps=accumulation)
 
 
-class StopRequest:
-    """Turns USR2 (SLURM preemption / time limit, submitit's signal) into a request honoured at a step boundary.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)  # in rising order of precedence: USR2 (requeue) wins
 
-    The handler only records the signal: the loop asks `agreed` after every step, all ranks answer
-    together (a gloo all-reduce, so no GPU synchronisation), and every rank stops at the same step
-    with one consistent state. `hand_over` then gives the signal to the handler that was installed
-    before (submitit's: on rank 0 it calls ``Trainer.checkpoint`` and requeues the job).
+
+class StopRequest:
+    """Turns SIGTERM and USR2 into a request honoured at a step boundary.
+
+    USR2 is submitit's signal before the time limit (``--signal=USR2@<delay>``) or on ``scancel --signal=USR2``:
+    the job is requeued by submitit. SIGTERM is SLURM's preemption and cancel signal (``scontrol requeue``, preemption
+    with ``PreemptMode=REQUEUE``, ``scancel``; the local executor's cancel): the state is saved and the job ends, and
+    SLURM requeues a preempted job itself (a cancelled one is not requeued: the next run resumes from the state).
+    The handlers only record the signal: the loop asks `agreed` after every step, all ranks answer together (a gloo
+    all-reduce, so no GPU synchronisation) and every rank stops at the same step with one consistent state.
+    `hand_over` then gives USR2 to the handler installed before (submitit's: on rank 0 it calls
+    ``Trainer.checkpoint`` and requeues the job).
     """
 
     def __init__(self, world_size: int) -> None:
@@ -51,17 +58,21 @@ class StopRequest:
         self._group = None
         if world_size > 1:
             self._group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
-        self._previous: Callable | int | None = signal.signal(signal.SIGUSR2, self._record)
+        self._previous: dict[int, Callable | int | None] = {s: signal.signal(s, self._record) for s in STOP_SIGNALS}
 
     def _record(self, signum: int, _frame: FrameType | None) -> None:
-        self.signum = signum
+        if self.signum is None or STOP_SIGNALS.index(signum) > STOP_SIGNALS.index(self.signum):
+            self.signum = signum
 
-    def agreed(self) -> bool:
-        """True on every rank when any rank has received the signal."""
-        flag = torch.tensor([0 if self.signum is None else 1], dtype=torch.int32)
+    def agreed(self, save_due: bool = False) -> tuple[int | None, bool]:
+        """What every rank does now, in one all-reduce: the signal to stop for when any rank has received one (USR2
+        before SIGTERM; else None), and whether a save is due on any rank (rank 0's clock decides time-based saves)."""
+        code = 0 if self.signum is None else 1 + STOP_SIGNALS.index(self.signum)
+        flag = torch.tensor([code, int(save_due)], dtype=torch.int32)
         if self._group is not None:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
-        return bool(flag.item())
+        code, due = (int(v) for v in flag.tolist())
+        return (STOP_SIGNALS[code - 1] if code else None), bool(due)
 
     def gather(self, obj: Any) -> list[Any]:
         """``obj`` of every rank, in rank order (e.g. the RNG states)."""
@@ -76,11 +87,13 @@ class StopRequest:
             dist.barrier(group=self._group)
 
     def restore(self) -> None:
-        """Put the previous USR2 handler back."""
-        signal.signal(signal.SIGUSR2, self._previous if self._previous is not None else signal.SIG_DFL)
+        """Put the previous SIGTERM and USR2 handlers back."""
+        for s, previous in self._previous.items():
+            signal.signal(s, previous if previous is not None else signal.SIG_DFL)
 
     def hand_over(self) -> None:
-        """Give the recorded signal to the previous handler (submitit's requeue on rank 0; may exit)."""
+        """Give USR2 to the previous handler (submitit's requeue on rank 0; may exit)."""
         self.restore()
-        if callable(self._previous):
-            self._previous(signal.SIGUSR2, None)
+        previous = self._previous[signal.SIGUSR2]
+        if callable(previous):
+            previous(signal.SIGUSR2, None)

@@ -23,6 +23,7 @@ import csv
 import math
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,12 +181,18 @@ class Training:
 
         its = {r: iter(s) for r, s in streams.items()}
         report_every, report_s = max(1, total // 20), tcfg.get("report_every_s", 300)  # a progress line: 20 a run, or by time
-        t_last = t_report = wall0 = time.perf_counter()
+        t_last = t_report = t_saved = wall0 = time.perf_counter()
+        save_every_s = 60 * tcfg.get("checkpoint_every_min", 0)  # 0: by steps only
         step_at_report, rows_at_report = step, len(log)
         model.train()
         try:
             while step < stop:
-                if stop_request.agreed():  # preempted or out of time: every rank stops here
+                signum, save_due = stop_request.agreed(main and save_every_s > 0
+                                                       and time.perf_counter() - t_saved >= save_every_s)
+                if save_due and not signum:  # train.checkpoint_every_min: a lost node costs bounded time
+                    save_state()
+                    t_saved = time.perf_counter()
+                if signum == signal.SIGUSR2:  # out of time, or asked to requeue: every rank stops here
                     save_state()
                     if main:
                         print(f"[{cfg['name']}] signal received: state saved at step {step}, requeueing", flush=True)
@@ -193,6 +200,12 @@ class Training:
                     if not main:  # leave no result behind: the requeued job writes this rank's final one
                         raise SystemExit(0)
                     return summary(preempted=True)
+                if signum == signal.SIGTERM:  # preempted or cancelled: save, end without a result
+                    save_state()
+                    if main:
+                        print(f"[{cfg['name']}] SIGTERM: state saved at step {step}; the job ends (SLURM requeues a "
+                              "preempted job, which resumes from this step; after a cancel, a rerun does)", flush=True)
+                    raise SystemExit(0)  # no result file: a requeued job runs on, the launcher keeps waiting
                 lr = lr_at(step, total, tcfg["optimizer"]["lr"], tcfg["optimizer"]["warmup"],
                            tcfg["optimizer"]["cosine_fraction"])
                 for g in optimizer.param_groups:
@@ -249,6 +262,7 @@ class Training:
                     self._save_weights(raw_model, ema, self.state_dir / "checkpoints" / f"step-{step:07d}")
                 if step % tcfg["checkpoint_every"] == 0 or step == stop:
                     save_state()
+                    t_saved = time.perf_counter()
         finally:
             stop_request.restore()
             for s in streams.values():
