@@ -134,3 +134,4 @@ def test_one_rank_per_gpu_is_checked_at_start_up(paper, tasks, effect):
     bad["cluster"]["tasks_per_node"] = tasks
     with pytest.raises(ConfigError, match=rf"cluster.tasks_per_node' \({tasks}\).*cluster.gpus_per_node' \(8\).*{effect}"):
         validate_config(bad)
+

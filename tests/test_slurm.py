@@ -67,6 +67,7 @@ def test_the_paper_training_job_asks_sbatch_for_what_the_config_says(slurm_env, 
                    "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=8", "--mem=480GB", "--time=2880",
                    "--signal=USR2@120", "--reservation=paper", "--exclusive", "--requeue"):
         assert option in sbatch, (option, sorted(sbatch))
+    assert executor._executor.max_num_timeout == 100  # cluster.max_timeouts: submitit's 3 would end a paper run
     srun = next(line for line in text.splitlines() if line.startswith("srun "))
     assert "--cpus-per-task 8" in srun, srun  # srun does not inherit it from sbatch on SLURM 22.05-23.02
 
@@ -197,3 +198,22 @@ def test_a_wrong_cluster_setting_fails_fast_with_slurms_message(trained, slurm_e
     assert time.time() - t0 < 120
     log = (workdir / "results" / "slurm" / "logs" / "train_dit_i_ta_again.log").read_text()
     assert message in log.lower(), log[-3000:]
+
+
+def test_a_time_limit_above_the_partitions_fails_fast_naming_the_key(trained, slurm_env):
+    """A job whose `--time` exceeds the partition's MaxTime pends forever (reason PartitionTimeLimit): the launcher
+    sees that reason, cancels the job and stops naming `cluster.timeout_min`, instead of waiting for days."""
+    workdir, config = trained
+    update = ["scontrol", "update", "PartitionName=gpu"]
+    subprocess.run([*update, "MaxTime=5"], env=slurm_env, check=True, timeout=30)  # the config asks for 10 minutes
+    try:
+        t0 = time.time()
+        proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta_again/provenance.json",
+                          "--forcerun", "train", timeout=180)
+        assert proc.returncode != 0 and time.time() - t0 < 120
+    finally:
+        subprocess.run([*update, "MaxTime=INFINITE"], env=slurm_env, check=True, timeout=30)
+    log = (workdir / "results" / "slurm" / "logs" / "train_dit_i_ta_again.log").read_text()
+    assert "PartitionTimeLimit" in log and "cluster.timeout_min" in log, log[-3000:]
+    job_id = str(read_json(workdir / "results" / "slurm" / "state" / "dit_i_ta_again" / "job.json")["job_id"])
+    assert _sacct(slurm_env, job_id, "State")[0].startswith("CANCELLED")

@@ -7,6 +7,7 @@ streams the job's log, exits non-zero when the job fails, and cancels the job on
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,8 +47,12 @@ def executor_parameters(cluster: dict, threads: int) -> dict:
 
 
 def make_executor(cluster: dict, folder: Path, threads: int) -> submitit.Executor:
-    """An executor for ``cluster.backend`` (always explicit: AutoExecutor picks SLURM whenever srun exists)."""
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster["backend"])
+    """An executor for ``cluster.backend`` (always explicit: AutoExecutor picks SLURM whenever srun exists).
+
+    SLURM: ``cluster.max_timeouts`` requeues after the time limit (submitit's default of 3 ends any run longer than
+    4 time limits; preemptions do not count)."""
+    extra = {"slurm_max_num_timeout": cluster.get("max_timeouts", 100)} if cluster["backend"] == "slurm" else {}
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster["backend"], **extra)
     executor.update_parameters(**executor_parameters(cluster, threads))
     return executor
 
@@ -58,6 +63,20 @@ def _reattach(sidecar: Path, cluster: dict, folder: Path) -> submitit.Job | None
         return None
     job = submitit.SlurmJob(folder=folder, job_id=read_json(sidecar)["job_id"])
     return None if job.state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY") else job
+
+
+# Pending reasons that never clear by waiting, and the config key that causes each (squeue's %r).
+NEVER_STARTS = {"PartitionTimeLimit": "cluster.timeout_min", "QOSMaxWallDurationPerJobLimit": "cluster.timeout_min",
+                "AssocMaxWallDurationPerJobLimit": "cluster.timeout_min", "PartitionNodeLimit": "cluster.nodes",
+                "InvalidAccount": "cluster.account", "InvalidQOS": "cluster.qos"}
+
+
+def _never_starts(job: submitit.Job) -> str | None:
+    """Why a pending SLURM job can never start (a reason of `NEVER_STARTS`), else None."""
+    out = subprocess.run(["squeue", "-h", "-j", str(job.job_id), "-o", "%T|%r"], capture_output=True, text=True,
+                         timeout=30).stdout.strip()
+    state, _, reason = out.partition("|")
+    return reason if state == "PENDING" and reason in NEVER_STARTS else None
 
 
 class _Tail:
@@ -109,9 +128,19 @@ def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | 
 
     previous = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)}
     tail = _Tail(job)
+    next_check = time.time() + 2.0
     try:
         while not job.done():
             tail.pump()
+            if cluster["backend"] == "slurm" and time.time() >= next_check:
+                reason = _never_starts(job)
+                if reason:
+                    job.cancel(check=False)
+                    raise TrainingFailed(f"training run '{run_cfg['name']}': job {job.job_id} can never start, SLURM "
+                                         f"keeps it pending for {reason}: change config key '{NEVER_STARTS[reason]}' "
+                                         "(see `scontrol show partition` and `sacctmgr show qos` for the limits); "
+                                         "the job was cancelled")
+                next_check = time.time() + 15.0
             time.sleep(poll_s)
         tail.pump()
         try:
