@@ -13,7 +13,6 @@ validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 R = wf.results_dir(config)
 CFG = wf.write_resolved_config(config)
-CODE = wf.code_version()
 
 wildcard_constraints:
     split="train|val",

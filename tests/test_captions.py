@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from imagenet_t2i.captions import AIOCaptioner, Captioner, SceneCaptioner, clean_vlm_caption, write_captions
-from imagenet_t2i.evaluation.geneval.score import relative_position
+from imagenet_t2i.evaluation.geneval.position import relative_position
 from imagenet_t2i.io import read_jsonl
 from imagenet_t2i.world import BACKGROUNDS, COLORS, DEFAULT_CLASSES, sample_scene
 

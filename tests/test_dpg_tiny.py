@@ -13,7 +13,7 @@ from imagenet_t2i.evaluation.dpg.tiny import (GAP_PX, SOURCE, answer_grids, answ
                                               cell_background, generate_benchmark, parse_tuple, render_reference_grids,
                                               write_benchmark)
 from imagenet_t2i.evaluation.geneval.detector import detect
-from imagenet_t2i.evaluation.geneval.score import relative_position
+from imagenet_t2i.evaluation.geneval.position import relative_position
 from imagenet_t2i.io import read_jsonl
 from imagenet_t2i.world import BACKGROUNDS, COLORS, DEFAULT_CLASSES, render_scene, size_label
 

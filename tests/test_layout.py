@@ -1,15 +1,14 @@
-"""The package's layout rules: no import cycles, weights/ only fetches, stage code lists that exist, a CLI that imports
-a stage's module only when its command runs, stand-alone official scripts (docs/architecture.md)."""
+"""The package's layout rules: no import cycles, weights/ only fetches, a CLI that imports a stage's module only when
+its command runs, stand-alone official scripts (docs/architecture.md)."""
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from imagenet_t2i.workflow import STAGE_MODULES
+from imagenet_t2i.code_closure import imports_of, package_modules
 
 from .conftest import REPO
 
@@ -22,46 +21,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    """ids of the import nodes under ``if TYPE_CHECKING:`` (they never run)."""
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return skip
-
-
-def _imports(module: str) -> set[str]:
-    """The package modules ``module`` imports, at module level or inside functions (``if TYPE_CHECKING:`` left out)."""
-    path = MODULES[module]
-    tree = ast.parse(path.read_text())
-    skip = _type_checking_nodes(tree)
-    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-    found = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
-            names = [f"{base}.{a.name}" for a in node.names] + [base]
-        else:
-            continue
-        for name in names:
-            while name and name not in MODULES:
-                name = name.rpartition(".")[0]
-            if name and name != module:
-                found.add(name)
-    return found
-
-
-GRAPH = {m: _imports(m) for m in MODULES}
+GRAPH = {m: imports_of(m, parents=False) for m in package_modules()}  # the import statements, as written
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -116,12 +76,6 @@ def test_weights_only_resolves_fetches_and_checks(forbidden):
         m: [] for m in weights}
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
-def test_every_stage_code_path_exists(stage):
-    missing = [entry for entry in STAGE_MODULES[stage] if not (PACKAGE / entry).exists()]
-    assert missing == [], f"workflow.STAGE_MODULES['{stage}'] names paths that do not exist: {missing}"
-
-
 def _parser_entries() -> dict[str, str]:
     """command words -> "<module>:<function>" of every leaf of the console script's parser."""
     from imagenet_t2i.cli import build_parser
@@ -144,7 +98,7 @@ def test_every_command_names_a_function_of_its_stage_module():
     from imagenet_t2i.cli import command
 
     entries = _parser_entries()
-    assert len(entries) == 32 and {"train", "geneval score", "fd score", "table"} <= set(entries)
+    assert len(entries) == 33 and {"train", "geneval score", "fd score", "table"} <= set(entries)
     for words, spec in entries.items():
         assert callable(command(spec)), words
     modules = {spec.split(":")[0] for spec in entries.values()}
@@ -157,7 +111,8 @@ def test_the_parser_imports_no_stage_module():
     code = ("import sys; from imagenet_t2i.cli import build_parser; build_parser(); "
             "print(sorted(m for m in sys.modules if m.startswith('imagenet_t2i.')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert eval(out) == ["imagenet_t2i.cli", "imagenet_t2i.config", "imagenet_t2i.malloc"]  # noqa: S307 (our output)
+    assert eval(out) == ["imagenet_t2i.cli", "imagenet_t2i.code_closure", "imagenet_t2i.config",  # noqa: S307
+                         "imagenet_t2i.malloc"]
 
 
 @pytest.mark.parametrize("script", ["evaluation/geneval/official.py", "evaluation/dpg/official.py"])

@@ -1,6 +1,7 @@
 """The paper config's data stage, training and sampling end to end, offline: tests/data/paper_smoke.yaml through
 the real Snakefile on a fake ImageNet with tiny random-init LLaVA-NeXT, AutoencoderKL and T5 built from configs."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,47 @@ def test_evaluate_released_scores_the_snapshot_through_the_runs_rules(smoke):
     assert "CAD-I (released)" in table and "not reported to us" in table
     trained = read_json(results / "eval" / "dit_i_ta" / "geneval" / "images" / "provenance.json")["config"]
     assert "overridden" not in trained and trained["guidance"] == 9.0  # the trained runs keep the config's sampling
+
+
+TARGET_RULES = {"reproduce_all", "evaluate_released"}  # rules without outputs, listed when anything below them runs
+
+
+def _planned(workdir: Path, config: Path, src: Path) -> set[str]:
+    """The rules a dry run of the smoke targets plans, with the package at ``src`` and the config ``config``."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(src))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "reproduce_all", "evaluate_released", *EVAL_TARGETS, "--configfile", str(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
+
+
+def test_harmless_edits_rerun_nothing_and_a_scoring_edit_reruns_scoring_only(smoke, tmp_path):
+    """With rerun.heavy_code_changes: false (as paper.yaml): a docstring edit in models/, a thread count and an encode
+    batch size plan no job; an edit of GenEval scoring plans its scoring and the tables; an edit of the models' code
+    plans no GPU stage, and `imagenet-t2i status` names the results that other code made."""
+    workdir, results = smoke
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src" / "imagenet_t2i", src / "imagenet_t2i", ignore=shutil.ignore_patterns("__pycache__"))
+    assert _planned(workdir, SMOKE, src) == set()  # the complete smoke run, this package as it is
+    dit = src / "imagenet_t2i" / "models" / "dit_i.py"
+    dit.write_text(dit.read_text().replace('"""', '"""An edited docstring. ', 1))
+    assert _planned(workdir, SMOKE, src) == set()
+    config = yaml.safe_load(SMOKE.read_text())
+    config["source"]["workers"] += 1
+    config["encode"]["batch_size"] *= 2
+    config["encode"]["text"]["batch_size"] *= 2
+    changed = tmp_path / "paper_smoke.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert _planned(workdir, changed, src) == set()
+    score = src / "imagenet_t2i" / "evaluation" / "geneval" / "score.py"
+    score.write_text(score.read_text() + "\nEDITED = True\n")
+    assert _planned(workdir, SMOKE, src) - TARGET_RULES == {"geneval_score", "table"}
+    dit.write_text(dit.read_text() + "\nEDITED = True\n")
+    planned = _planned(workdir, SMOKE, src)
+    assert planned & {"train", "sample_grid", "geneval_sample", "fd", "denoise_profile"} == set(), planned
+    env = dict(os.environ, PYTHONPATH=str(src))
+    out = subprocess.run([sys.executable, "-m", "imagenet_t2i.cli", "status", "--config", str(SMOKE)], cwd=workdir,
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert "train:cmd_train: 10" in out and "results/paper_smoke/runs/dit_i_ta" in out, out

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagenet_t2i.provenance import (PROVENANCE_NAME, hashed_files, members as manifest_members, path_hash,
+from imagenet_t2i.provenance import (PROVENANCE_NAME, hashed_files, other_code, members as manifest_members, path_hash,
                                      provenance_path, sha256_files)
 
 MAX_SUSPECTS = 10
@@ -58,6 +58,7 @@ class Node:
     record: str | None = None
     stage: str | None = None
     inputs: list[tuple[str, str]] = field(default_factory=list)  # (input name, node path)
+    other_code: str | None = None  # the command, when it made this with other code than it runs today
 
 
 @dataclass
@@ -99,6 +100,8 @@ class AuditReport:
                  + ("nothing changed" if self.ok else f"{changed} changed, {missing} missing, {broken} broken records")]
         lines += [f.text() for f in self.findings]
         lines += [f"no provenance record (chain ends): {p}" for p in self.unrecorded()]
+        lines += [f"made by other code than today's ({n.other_code}): {p}" for p, n in self.nodes.items()
+                  if n.other_code]
         lines += ["", "chains:"]
         shown: set[str] = set()
         for cell, paths in self.cells.items():
@@ -116,7 +119,8 @@ class AuditReport:
             lines.append(f"{label}{stage} {status} (chain shown above)")
             return
         shown.add(path)
-        lines.append(f"{label}{stage} {status}" + ("" if node.record else " (no record)"))
+        lines.append(f"{label}{stage} {status}" + ("" if node.record else " (no record)")
+                     + (f" (other code: {node.other_code})" if node.other_code else ""))
         for input_name, child in node.inputs:
             self._tree(child, input_name, depth + 1, shown, lines)
 
@@ -217,6 +221,7 @@ class _Walker:
         record = self.load(record_path)
         if record is not None:
             node.stage = record.get("stage")
+            node.other_code = other_code(record)
             node.inputs = [(name, self.visit(entry["path"])) for name, entry in record["inputs"].items()]
         return key
 

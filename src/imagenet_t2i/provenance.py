@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from imagenet_t2i.code_closure import COMMAND_ENV, command_code
 from imagenet_t2i.config import config_hash
 from imagenet_t2i.io import read_jsonl, sha256_file, write_json
 
@@ -42,8 +43,12 @@ def source_hash() -> str:
 
 
 def code_version() -> dict:
-    """Git commit and dirty flag of the checkout (when there is one) and the source hash."""
+    """Git commit and dirty flag of the checkout (when there is one), the source hash and, in a command of the
+    console script, the command and the hash of the code it runs (`code_closure`: what re-runs a job)."""
     info: dict[str, Any] = {"source_sha256": source_hash()}
+    command = os.environ.get(COMMAND_ENV)
+    if command:
+        info.update(command=command, command_code=command_code(command))
     try:
         commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
@@ -53,6 +58,25 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         info.update(git_commit=None, git_dirty=None)
     return info
+
+
+def other_code(record: dict) -> str | None:
+    """The command that made a record's output when it ran other code than that command runs today (its recorded
+    ``command_code`` differs), else None (also for records without a command: not made by the console script)."""
+    code = record.get("code") if isinstance(record, dict) else None
+    command = code.get("command") if isinstance(code, dict) else None
+    if not command or "command_code" not in code:
+        return None
+    try:
+        today = command_code(command)
+    except (KeyError, ValueError, FileNotFoundError):  # the command's module or function is gone
+        return f"{command} (no longer exists)"
+    return command if today != code["command_code"] else None
+
+
+def records_under(root: str | os.PathLike) -> list[Path]:
+    """Every provenance record below ``root`` (``provenance.json`` and ``<file>.prov.json``), sorted."""
+    return sorted(p for p in Path(root).rglob("*.json") if p.name == PROVENANCE_NAME or p.name.endswith(".prov.json"))
 
 
 def package_versions() -> dict:

@@ -4,17 +4,18 @@ All workflow logic lives here (tested without Snakemake); the .smk files only na
 """
 from __future__ import annotations
 
-import hashlib
+import argparse
+import functools
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from imagenet_t2i.chunks import chunk_names
+from imagenet_t2i.code_closure import code_hash, command_code
 from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, load_schema, resolve_run,
                                  run_shard_sets, validate_config)
 from imagenet_t2i.io import atomic_write
-from imagenet_t2i.provenance import source_hash
 
 
 def results_dir(config: dict) -> str:
@@ -75,9 +76,16 @@ def _given(overrides: object, path: list) -> bool:
     return True
 
 
-def code_version() -> str:
-    """A hash of the package sources: in rule params, so code changes rerun jobs."""
-    return source_hash()
+# Settings that do not change what a job writes: thread counts and batch sizes (on a GPU a batch size can change
+# the last bits of a floating-point result: accepted). Left out of the rules' params, so changing one re-runs nothing.
+NOT_OUTPUT_SETTINGS = ("workers", "batch_size", "threads")
+
+
+def output_settings(node: object) -> object:
+    """A config subtree without `NOT_OUTPUT_SETTINGS` (at any depth): what a rule's params hold."""
+    if isinstance(node, dict):
+        return {k: output_settings(v) for k, v in node.items() if k not in NOT_OUTPUT_SETTINGS}
+    return node
 
 
 STAGE_RESOURCES = {"partition": "slurm_partition", "account": "slurm_account", "qos": "qos", "constraint": "constraint",
@@ -108,31 +116,45 @@ def chunk_dirs(config: dict, stage: str, prefix: str, suffix: str = "") -> list[
     return [f"{prefix}/{name}{suffix}" for name in chunk_names(config[stage].get("chunks", 1))]
 
 
-# The modules each data-preparation stage runs: its jobs rerun when these change, not on any code change
-# (a paper-scale caption set is days of GPU time; a change to the sampler must not redo it). The random-init
-# stand-ins beside the backends belong to the weights stage, which builds them.
-ENCODERS = ["encode/__init__.py", "encode/autoencoder.py", "encode/images.py", "encode/text.py", "encode/text_cache.py"]
-STAGE_MODULES = {
-    "source": ["source", "world", "io.py"],
-    "augment": ["augment", "world", "chunks.py", "io.py"],
-    "captions": [*(f"captions/{m}.py" for m in ("__init__", "aio", "base", "chunked", "fast_engine", "llava", "records",
-                                               "released", "scene", "vlm")), "encode/images.py", "chunks.py", "io.py"],
-    "shards": ["shards/__init__.py", "shards/writer.py", *ENCODERS, "chunks.py", "io.py"],
-    "weights": ["weights", "random_init.py", "captions/tiny_llava.py", "encode/tiny_encoders.py",
-                "evaluation/geneval/tiny_models.py", "evaluation/fid/tiny_models.py", "sampling/released.py"],
-}
+@functools.cache
+def command_specs() -> dict[str, str]:
+    """Command words (``"geneval sample"``) -> ``"<module>:<function>"``, read from the console script's parser."""
+    from imagenet_t2i.cli import build_parser
+
+    out = {}
+
+    def walk(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*words, name))
+        if parser.get_default("fn"):
+            out[" ".join(words)] = parser.get_default("fn")
+
+    walk(build_parser(), ())
+    return out
 
 
-def stage_code(stage: str) -> str:
-    """Hash of the package modules one data stage runs (``STAGE_MODULES``), a rule param."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for entry in STAGE_MODULES[stage]:
-        path = root / entry
-        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+def code(config: dict, command: str, heavy: bool = False) -> str:
+    """A rule's code param (a re-run trigger): the hash of the code its command runs (`code_closure`: the command's
+    static import closure, docstrings, comments and formatting left out).
+
+    ``heavy``: the rule is a GPU or SLURM stage (weights, source index, augmentation, captions, encoding, training,
+    sampling, perception, FID). With ``rerun.heavy_code_changes: false`` (paper.yaml) such a job does not re-run
+    for a code change alone: the param is constant, the record of each output keeps the code that made it, and
+    ``imagenet-t2i status`` lists the results made by other code than today's.
+    """
+    if heavy and not config.get("rerun", {}).get("heavy_code_changes", True):
+        return "heavy stage: code changes reported by imagenet-t2i status"
+    return command_code(command_specs()[command])
+
+
+def script_code(config: dict, module: str) -> str:
+    """The code param of a rule that runs a stand-alone official script (``evaluation.geneval.official``): its own
+    module's hash (always a heavy stage)."""
+    if not config.get("rerun", {}).get("heavy_code_changes", True):
+        return "heavy stage: code changes reported by imagenet-t2i status"
+    return code_hash({f"imagenet_t2i.{module}"})
 
 
 def weights_inputs(config: dict, *parts: str) -> list[str]:
@@ -223,7 +245,9 @@ def run_shards(config: dict, run: str) -> list[str]:
     return [f"{results_dir(config)}/shards/{name}" for name in sets.values()]
 
 
-UNHASHED_TRAIN_KEYS = ("report_every_s", "checkpoint_every_min")  # when to print and save: the weights are the same
+# When to print and save, and the loader's threads: the weights are the same. (train.batch_size is the global batch:
+# it stays.)
+UNHASHED_TRAIN_KEYS = ("report_every_s", "checkpoint_every_min", "threads")
 
 
 def run_hash(config: dict, run: str) -> str:
@@ -234,8 +258,8 @@ def run_hash(config: dict, run: str) -> str:
     used = run_shard_sets(run_cfg)
     run_cfg["train"] = {k: v for k, v in run_cfg["train"].items()
                         if (k not in ("cutmix", "crop") or k in used) and k not in UNHASHED_TRAIN_KEYS}
-    return config_hash({"run": run_cfg, "source": config["source"], "encode": config["encode"],
-                        "augment": config.get("augment", {})})
+    return config_hash({"run": run_cfg, **output_settings({"source": config["source"], "encode": config["encode"],
+                                                           "augment": config.get("augment", {})})})
 
 
 def eval_checkpoint_names(config: dict) -> list[str]:

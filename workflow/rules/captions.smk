@@ -10,7 +10,7 @@ rule captions_aio:
     output:
         f"{R}/captions/{{set}}_aio.jsonl",
     params:
-        code=wf.stage_code("captions"),
+        code=wf.code(config, "captions"),
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/captions_{{set}}_aio.log",
@@ -27,8 +27,8 @@ rule captions_ta_chunk:
         captions=f"{R}/captions/parts/{{set}}_ta/{{chunk}}.jsonl",
         summary=f"{R}/captions/parts/{{set}}_ta/{{chunk}}.json",
     params:
-        code=wf.stage_code("captions"),
-        captions={k: v for k, v in config["captions"].items() if k != "batch_size"},
+        code=wf.code(config, "captions", heavy=True),
+        captions=wf.output_settings(config["captions"]),
         weights=lambda w, input: f"--weights {input.weights}" if input.weights else "",
     priority: 10
     log:
@@ -48,7 +48,7 @@ rule captions_ta:
     output:
         f"{R}/captions/{{set}}_ta.jsonl",
     params:
-        code=wf.stage_code("captions"),
+        code=wf.code(config, "captions-merge"),
     priority: 10
     log:
         f"{R}/logs/captions_{{set}}_ta.log",

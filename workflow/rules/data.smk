@@ -8,7 +8,7 @@ rule weights:
     output:
         directory(f"{R}/weights/{{weights}}"),
     params:
-        code=wf.stage_code("weights"),
+        code=wf.code(config, "weights", heavy=True),
         spec=lambda w: config["weights"][w.weights],
     log:
         f"{R}/logs/weights_{{weights}}.log",
@@ -37,8 +37,8 @@ rule source:
     output:
         directory(f"{R}/data/{{split}}"),
     params:
-        code=wf.stage_code("source"),
-        source=config["source"],
+        code=wf.code(config, "source", heavy=True),
+        source=wf.output_settings(config["source"]),
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/source_{{split}}.log",
@@ -56,8 +56,8 @@ rule augment_chunk:
     output:
         directory(f"{R}/augment/parts/{{aug}}/{{chunk}}"),
     params:
-        code=wf.stage_code("augment"),
-        augment={k: v for k, v in config.get("augment", {}).items() if k != "workers"},
+        code=wf.code(config, "augment", heavy=True),
+        augment=wf.output_settings(config.get("augment", {})),
     priority: 10
     log:
         f"{R}/logs/augment_{{aug}}_{{chunk}}.log",
@@ -76,7 +76,7 @@ rule augment:
     output:
         directory(f"{R}/augment/{{aug}}"),
     params:
-        code=wf.stage_code("augment"),
+        code=wf.code(config, "augment-merge"),
     priority: 10
     log:
         f"{R}/logs/augment_{{aug}}.log",

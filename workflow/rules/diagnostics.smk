@@ -12,7 +12,7 @@ rule colour_probe:
         result=f"{R}/eval/{{run}}/colour_probe.json",
         images=directory(f"{R}/eval/{{run}}/colour_probe"),
     params:
-        code=CODE,
+        code=wf.code(config, "colour-probe", heavy=True),
         sample=config["sample"],
         eval=config["eval"]["steps"],
         probe=config["eval"]["colour_probe"],
@@ -35,7 +35,7 @@ rule denoise_profile:
     output:
         f"{R}/eval/{{run}}/denoise_profile.json",
     params:
-        code=CODE,
+        code=wf.code(config, "denoise-profile", heavy=True),
         denoise=config["eval"]["denoise"],
     log:
         f"{R}/logs/denoise_profile_{{run}}.log",

@@ -13,7 +13,7 @@ rule dpg_benchmark:
         prompts=f"{R}/eval/dpg/prompts.jsonl",
         questions=f"{R}/eval/dpg/questions.csv",
     params:
-        code=CODE,
+        code=wf.code(config, "dpg benchmark"),
         dpg=config["eval"]["dpg"],
     log:
         f"{R}/logs/dpg_benchmark.log",
@@ -32,7 +32,7 @@ rule dpg_sample:
     output:
         directory(f"{R}/eval/{{run}}/dpg/grids"),
     params:
-        code=CODE,
+        code=wf.code(config, "dpg sample", heavy=True),
         sample=config["sample"],
         eval=config["eval"]["steps"],
         options=lambda w: wf.sampling_options(config, w.run),
@@ -56,7 +56,7 @@ if config["eval"]["perception"] == "tiny":
         output:
             f"{R}/eval/{{run}}/dpg/answers.jsonl",
         params:
-            code=CODE,
+            code=wf.code(config, "dpg answer"),
         log:
             f"{R}/logs/dpg_answer_{{run}}.log",
         threads: wf.stage_threads(config, "gpu")
@@ -78,7 +78,7 @@ else:
             answers=f"{R}/eval/{{run}}/dpg/answers.jsonl",
             meta=f"{R}/eval/{{run}}/dpg/answers.jsonl.meta.json",
         params:
-            code=CODE,
+            code=wf.script_code(config, "evaluation.dpg.official"),
             script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/dpg/official.py",
             model=wf.option("--model", wf.weights_location(config, config["eval"]["dpg"].get("vqa"))),
             resolution=config["source"]["resolution"],
@@ -102,7 +102,7 @@ rule dpg_score:
     output:
         f"{R}/eval/{{run}}/dpg/scores.json",
     params:
-        code=CODE,
+        code=wf.code(config, "dpg score"),
     log:
         f"{R}/logs/dpg_score_{{run}}.log",
     shell:

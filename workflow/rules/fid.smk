@@ -10,8 +10,8 @@ if config["eval"].get("fid"):
         output:
             directory(f"{R}/eval/fd_reference"),
         params:
-            code=CODE,
-            fid=config["eval"]["fid"],
+            code=wf.code(config, "fd reference", heavy=True),
+            fid=wf.output_settings(config["eval"]["fid"]),
         log:
             f"{R}/logs/fd_reference.log",
         threads: wf.stage_threads(config, "gpu")
@@ -32,8 +32,8 @@ if config["eval"].get("fid"):
         output:
             f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
         params:
-            code=CODE,
-            fid=config["eval"]["fid"],
+            code=wf.code(config, "fd score", heavy=True),
+            fid=wf.output_settings(config["eval"]["fid"]),
             sample=config["sample"],
             options=lambda w: wf.sampling_options(config, w.run),
         log:
@@ -56,8 +56,8 @@ else:
         output:
             directory(f"{R}/eval/feature_net"),
         params:
-            code=CODE,
-            fd=config["eval"]["fd"],
+            code=wf.code(config, "fd train-net"),
+            fd=wf.output_settings(config["eval"]["fd"]),
         log:
             f"{R}/logs/feature_net.log",
         threads: wf.stage_threads(config, "gpu")
@@ -80,8 +80,8 @@ else:
         output:
             f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
         params:
-            code=CODE,
-            fd=config["eval"]["fd"],
+            code=wf.code(config, "fd score", heavy=True),
+            fd=wf.output_settings(config["eval"]["fd"]),
             sample=config["sample"],
             options=lambda w: wf.sampling_options(config, w.run),
         log:

@@ -10,7 +10,7 @@ rule geneval_prompts:
     output:
         f"{R}/eval/geneval_prompts.jsonl",
     params:
-        code=CODE,
+        code=wf.code(config, "geneval prompts"),
         geneval=config["eval"]["geneval"],
     log:
         f"{R}/logs/geneval_prompts.log",
@@ -29,7 +29,7 @@ rule geneval_sample:
     output:
         directory(f"{R}/eval/{{run}}/geneval/images"),
     params:
-        code=CODE,
+        code=wf.code(config, "geneval sample", heavy=True),
         sample=config["sample"],
         eval=config["eval"]["steps"],
         options=lambda w: wf.sampling_options(config, w.run),
@@ -55,7 +55,7 @@ if config["eval"]["perception"] == "official":
             detections=f"{R}/eval/{{run}}/geneval/detections.jsonl",
             meta=f"{R}/eval/{{run}}/geneval/detections.jsonl.meta.json",
         params:
-            code=CODE,
+            code=wf.script_code(config, "evaluation.geneval.official"),
             script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/geneval/official.py",
             mmdet_config=config["eval"]["geneval"].get("mmdet_config"),
             checkpoint=wf.weights_file(config, config["eval"]["geneval"].get("detector")),
@@ -81,7 +81,7 @@ else:
         output:
             f"{R}/eval/{{run}}/geneval/detections.jsonl",
         params:
-            code=CODE,
+            code=wf.code(config, "geneval detect", heavy=config["eval"]["perception"] != "tiny"),
             perception=config["eval"]["perception"],
         log:
             f"{R}/logs/geneval_detect_{{run}}.log",
@@ -101,7 +101,7 @@ rule geneval_score:
         results=f"{R}/eval/{{run}}/geneval/results.jsonl",
         summary=f"{R}/eval/{{run}}/geneval/summary.json",
     params:
-        code=CODE,
+        code=wf.code(config, "geneval score") + wf.code(config, "geneval summary"),
     log:
         f"{R}/logs/geneval_score_{{run}}.log",
     shell:

@@ -15,7 +15,7 @@ rule table:
         tex=f"{R}/tables/{{table}}.tex",
         prov=report(f"{R}/tables/{{table}}.csv.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
-        code=CODE,
+        code=wf.code(config, "table"),
         spec=lambda w: config["tables"][w.table],
     log:
         f"{R}/logs/table_{{table}}.log",
@@ -32,7 +32,7 @@ rule figure_overfit:
         pdf=f"{R}/figures/F-OVERFIT.pdf",
         prov=report(f"{R}/figures/F-OVERFIT.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
-        code=CODE,
+        code=wf.code(config, "figure"),
         spec=config.get("figures", {}).get("F-OVERFIT"),
     log:
         f"{R}/logs/figure_F-OVERFIT.log",
@@ -49,7 +49,7 @@ rule figure_qual:
         pdf=f"{R}/figures/F-QUAL.pdf",
         prov=report(f"{R}/figures/F-QUAL.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
-        code=CODE,
+        code=wf.code(config, "figure"),
         spec=config.get("figures", {}).get("F-QUAL"),
     log:
         f"{R}/logs/figure_F-QUAL.log",
@@ -66,7 +66,7 @@ rule figure_denoise:
         pdf=f"{R}/figures/F-DENOISE.pdf",
         prov=report(f"{R}/figures/F-DENOISE.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
-        code=CODE,
+        code=wf.code(config, "figure"),
         spec=config.get("figures", {}).get("F-DENOISE"),
     log:
         f"{R}/logs/figure_F-DENOISE.log",

@@ -9,7 +9,7 @@ rule sample_grid:
         grid=f"{R}/samples/{{run}}/grid.png",
         images=directory(f"{R}/samples/{{run}}/images"),
     params:
-        code=CODE,
+        code=wf.code(config, "sample", heavy=True),
         sample=config["sample"],
     log:
         f"{R}/logs/sample_{{run}}.log",
@@ -31,8 +31,8 @@ rule prompt_embeddings:
     wildcard_constraints:
         texts="|".join(wf.EMBEDDING_SETS),
     params:
-        code=CODE,
-        text={k: v for k, v in config["encode"]["text"].items() if k != "batch_size"},
+        code=wf.code(config, "embed", heavy=True),
+        text=wf.output_settings(config["encode"]["text"]),
         grid_prompts=config["sample"]["grid_prompts"],
         num_captions=config["eval"]["fd"]["num_samples"],
     log:
@@ -56,10 +56,10 @@ if config["eval"].get("released"):
         output:
             directory(wf.released_dir(config)),
         params:
-            code=CODE,
+            code=wf.code(config, "released", heavy=True),
             snapshot=wf.weights_location(config, wf.released_weights(config)),
             released=config["eval"]["released"],
-            text={k: v for k, v in config["encode"]["text"].items() if k != "batch_size"},
+            text=wf.output_settings(config["encode"]["text"]),
         log:
             f"{R}/logs/released_model.log",
         threads: wf.stage_threads(config, "gpu")

@@ -11,8 +11,8 @@ rule shards_chunk:
     output:
         directory(f"{R}/shards/parts/{{set}}_{{kind}}/{{chunk}}"),
     params:
-        code=wf.stage_code("shards"),
-        encode={k: v for k, v in config["encode"].items() if k != "val"},
+        code=wf.code(config, "shards", heavy=True),
+        encode=wf.output_settings({k: v for k, v in config["encode"].items() if k != "val"}),
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}_{{chunk}}.log",
@@ -31,7 +31,7 @@ rule shards:
     output:
         directory(f"{R}/shards/{{set}}_{{kind}}"),
     params:
-        code=wf.stage_code("shards"),
+        code=wf.code(config, "shards-merge"),
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}.log",

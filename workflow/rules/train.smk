@@ -12,7 +12,7 @@ rule train:
         checkpoints=[directory(f"{R}/runs/{{run}}/checkpoints/{c}") for c in wf.eval_checkpoint_names(config)],
         provenance=f"{R}/runs/{{run}}/provenance.json",
     params:
-        code=CODE,
+        code=wf.code(config, "train", heavy=True),
         run=lambda w: wf.run_hash(config, w.run),
         state=f"{R}/state/{{run}}",
     threads: config["train"]["threads"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from imagenet_t2i.captions.base import Captioner
-from imagenet_t2i.evaluation.geneval.score import relative_position
+from imagenet_t2i.evaluation.geneval.position import relative_position
 
 SIZE_WORDS = {
     "small": ("small", "little", "tiny", "small"),

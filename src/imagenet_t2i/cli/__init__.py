@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
 from imagenet_t2i.config import ConfigError
+from imagenet_t2i.code_closure import COMMAND_ENV
 from imagenet_t2i.malloc import keep_freed_memory
 
 
@@ -181,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(fdp, "reference", "fid:cmd_fd_reference", "paper scale: reference statistics of the val images, once")
     for a in ("--images", "--out"):
         sp.add_argument(a, required=True)
+    add("status", "check:cmd_status", "list the results made by other code than their command runs today "
+        "(rerun.heavy_code_changes: false keeps them; README: re-run policy)")
     sp = add("table", "paper:cmd_table", "build one paper table (CSV, Markdown, LaTeX) from the score files")
     sp.add_argument("--table", required=True)
     sp.add_argument("--out", required=True, help="results/<cfg>/tables/<id>.csv")
@@ -200,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     args = build_parser().parse_args(argv)
     try:
+        os.environ[COMMAND_ENV] = args.fn  # recorded with the code it runs in every provenance record
         return command(args.fn)(args) or 0
     except ConfigError as e:
         print(f"imagenet-t2i {args.command}: {e}", file=sys.stderr)

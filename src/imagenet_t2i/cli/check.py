@@ -1,8 +1,9 @@
 """Commands that check and inspect: a config (``validate``), its models (``models``), a table's provenance chain
-(``audit``)."""
+(``audit``), the results made by other code than today's (``status``)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from imagenet_t2i.cli.common import config_of
 
@@ -42,3 +43,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = audit(args.target, members=args.members)
     print(report.text())
     return 0 if report.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    """Results made by other code than their command runs today (what ``rerun.heavy_code_changes: false`` keeps)."""
+    import json
+
+    from imagenet_t2i.provenance import other_code, records_under
+    from imagenet_t2i.workflow import results_dir
+
+    config = config_of(args.config)
+    root = Path(results_dir(config))
+    stale: dict[str, list[str]] = {}
+    records = records_under(root)
+    for path in records:
+        try:
+            command = other_code(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+        if command:
+            output = path.parent if path.name == "provenance.json" else path.with_name(path.name[:-len(".prov.json")])
+            stale.setdefault(command, []).append(str(output))
+    heavy = "re-run" if config.get("rerun", {}).get("heavy_code_changes", True) else "kept (rerun.heavy_code_changes: false)"
+    print(f"{root}: {len(records)} provenance records; {sum(map(len, stale.values()))} result(s) made by other code "
+          f"than their command runs today (GPU/SLURM stages: {heavy}; delete a result, or --forcerun its rule, to "
+          "redo it)")
+    for command, outputs in sorted(stale.items()):
+        print(f"{command}: {len(outputs)}")
+        for output in outputs:
+            print(f"  {output}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagenet_t2i.evaluation.geneval.prompts import COLORS, TAGS, iter_samples
+from imagenet_t2i.evaluation.geneval.position import relative_position
 from imagenet_t2i.io import read_jsonl, write_jsonl
 
 
@@ -42,30 +43,6 @@ def compute_iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
                   min(box_a[2], box_b[2]), min(box_a[3], box_b[3])])
     union = area(box_a) + area(box_b) - inter
     return inter / union if union else 0.0
-
-
-def relative_position(
-    box_a: Sequence[float], box_b: Sequence[float], position_threshold: float = 0.1
-) -> set[str]:
-    """Relations of box A to box B (xyxy pixels, y downward): any of left of/right of/above/below."""
-    boxes = np.asarray([box_a[:4], box_b[:4]], dtype=np.float64).reshape(2, 2, 2)  # (box, corner, xy)
-    center_a, center_b = boxes.mean(axis=1)
-    size_a, size_b = np.abs(boxes[:, 1] - boxes[:, 0])
-    offset = center_a - center_b
-    revised = np.maximum(np.abs(offset) - position_threshold * (size_a + size_b), 0) * np.sign(offset)
-    if np.all(np.abs(revised) < 1e-3):
-        return set()
-    dx, dy = revised / np.linalg.norm(offset)
-    relations = set()
-    if dx < -0.5:
-        relations.add("left of")
-    if dx > 0.5:
-        relations.add("right of")
-    if dy < -0.5:
-        relations.add("above")
-    if dy > 0.5:
-        relations.add("below")
-    return relations
 
 
 def filter_detections(
