@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(fdp, "reference", "fid:cmd_fd_reference", "paper scale: reference statistics of the val images, once")
     for a in ("--images", "--out"):
         sp.add_argument(a, required=True)
+    sp = add("cost", "check:cmd_cost", "images, GPU-hours and disk per stage and run, before launch (rates and their sources)")
+    sp.add_argument("--json", action="store_true", help="runs.<name>.{steps, global_batch, images, gpu_hours}, "
+                    "stages.<name>.{images, gpu_hours, disk_gb}, rates")
     add("status", "check:cmd_status", "list the results made by other code than their command runs today "
         "(rerun.heavy_code_changes: false keeps them; README: re-run policy)")
     sp = add("table", "paper:cmd_table", "build one paper table (CSV, Markdown, LaTeX) from the score files")

@@ -1,5 +1,5 @@
 """Commands that check and inspect: a config (``validate``), its models (``models``), a table's provenance chain
-(``audit``), the results made by other code than today's (``status``)."""
+(``audit``), the results made by other code than today's (``status``), the cost before launch (``cost``)."""
 from __future__ import annotations
 
 import argparse
@@ -72,3 +72,13 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"{command}: {len(outputs)}")
         for output in outputs:
             print(f"  {output}")
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    """Images, GPU-hours and disk of the config's stages and runs, before launch."""
+    import json
+
+    from imagenet_t2i.cost import cost, format_cost
+
+    report = cost(config_of(args.config))
+    print(json.dumps(report, indent=2) if args.json else format_cost(report))

@@ -1,0 +1,36 @@
+"""`imagenet-t2i cost`: the paper's runs, images, GPU-hours and disk before launch, each rate with its source."""
+from __future__ import annotations
+
+import json
+
+from imagenet_t2i.cli import main
+from imagenet_t2i.config import load_config
+from imagenet_t2i.cost import IMAGENET, RATES, cost
+
+from .conftest import REPO
+
+PAPER = REPO / "config" / "paper.yaml"
+
+
+def test_the_paper_costs_as_the_config_plans_it(capsys):
+    assert main(["cost", "--config", str(PAPER), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    config = load_config(PAPER)
+    assert set(report["runs"]) == set(config["runs"])
+    for run in report["runs"].values():
+        assert (run["steps"], run["global_batch"], run["images"]) == (500_000, 1024, 512_000_000)
+        assert run["gpu_hours"] == round(512_000_000 / RATES["train"].images_per_gpu_s / 3600, 1)  # about 500
+    # TA captions of train, val, Crop and the five CutMix sets (all, half, quarter, ninth, sixteenth): about 9.0M
+    assert report["stages"]["captions"]["images"] == 7 * IMAGENET["train"] + IMAGENET["val"]
+    assert 8_000 < report["stages"]["encode"]["disk_gb"] < 11_000  # shards: about 1 TB per TA set
+    assert all(r["source"] for r in report["rates"].values())
+
+
+def test_the_cost_follows_the_config():
+    config = load_config(PAPER)
+    before = cost(config)
+    config["train"]["steps"] //= 2
+    config["eval"]["steps"] = 1000
+    after = cost(config)
+    assert after["runs"]["dit_i_ta"]["images"] == before["runs"]["dit_i_ta"]["images"] // 2
+    assert after["stages"]["sample"]["gpu_hours"] > 3.5 * before["stages"]["sample"]["gpu_hours"]  # 250 -> 1000 steps
