@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from imagenet_t2i.cli import main
-from imagenet_t2i.config import load_config
-from imagenet_t2i.cost import IMAGENET, RATES, cost
+from imagenet_t2i.config import IMAGENET, load_config
+from imagenet_t2i.cost import RATES, cost
 
 from .conftest import REPO
 

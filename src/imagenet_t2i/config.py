@@ -95,6 +95,21 @@ def expand_replicates(config: dict) -> None:
                 line["runs"] = widen(line["runs"])
 
 
+IMAGENET = {"train": 1_281_167, "val": 50_000}  # ILSVRC-2012 images per split
+
+
+def set_images(config: dict, name: str) -> int:
+    """Images of a source or augmented set, from the config alone (an augmented set holds one composite per training
+    image): the synthetic world's counts, the fake ImageNet's, or ImageNet's."""
+    src = config["source"]
+    split = name if name in ("train", "val") else "train"
+    if src["backend"] == "synthetic":
+        return src["num_train"] if split == "train" else src["num_val"]
+    if src.get("fake"):
+        return src["fake"]["classes"] * src["fake"][f"{split}_per_class"]
+    return IMAGENET[split]
+
+
 def per_rank_batch(global_batch: int, world_size: int, accumulation: int) -> int:
     """Samples one rank reads per micro-batch: ``global / (ranks x accumulation)``; it must divide."""
     parts = world_size * accumulation

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagenet_t2i.config import RELEASED_RUN, evaluated_runs, resolve_run, run_shard_sets
-
-IMAGENET = {"train": 1_281_167, "val": 50_000}  # ILSVRC-2012
-
+from imagenet_t2i.config import RELEASED_RUN, evaluated_runs, resolve_run, run_shard_sets, set_images
 
 @dataclass(frozen=True)
 class Rate:
@@ -36,15 +33,6 @@ BYTES = {  # per sample, on disk
     "text": 2,  # fp16 per text-embedding element, unpadded
 }
 TEXT_TOKENS = {"ta": 200, "aio": 8}  # assumption: a 200-token VLM caption, "An image of a <class>"
-
-
-def _set_images(config: dict, name: str) -> int:
-    """Images of a source or augmented set (an augmented set holds one composite per training image)."""
-    src = config["source"]
-    split = name if name in ("train", "val") else "train"
-    if src["backend"] == "synthetic":
-        return src["num_train"] if split == "train" else src["num_val"]
-    return IMAGENET[split]
 
 
 def _gpu_hours(images: float, rate: str) -> float:
@@ -85,18 +73,18 @@ def cost(config: dict) -> dict:
     shard_sets = _shard_sets(config)
     caption_sets = shard_sets | {("val", kind) for _, kind in shard_sets}
     vlm = config["captions"]["backend"] in ("llava", "vllm")
-    ta_images = sum(_set_images(config, s) for s, kind in caption_sets if kind == "ta")
+    ta_images = sum(set_images(config, s) for s, kind in caption_sets if kind == "ta")
     augmented = {s for s, _ in shard_sets if s not in ("train", "val")}
     image_gb = BYTES["image"] * res * res / 1e9
     stages = {
-        "augment": {"images": sum(_set_images(config, s) for s in augmented), "gpu_hours": 0.0,
-                    "disk_gb": sum(_set_images(config, s) for s in augmented) * image_gb},
+        "augment": {"images": sum(set_images(config, s) for s in augmented), "gpu_hours": 0.0,
+                    "disk_gb": sum(set_images(config, s) for s in augmented) * image_gb},
         "captions": {"images": ta_images, "gpu_hours": _gpu_hours(ta_images, "captions") if vlm else 0.0,
                      "disk_gb": 0.001 * ta_images / 1e3},  # about 1 kB of text per caption
-        "encode": {"images": sum(_set_images(config, s) for s, _ in shard_sets),
-                   "gpu_hours": 0.0 if pixel else _gpu_hours(sum(_set_images(config, s) for s, _ in shard_sets),
+        "encode": {"images": sum(set_images(config, s) for s, _ in shard_sets),
+                   "gpu_hours": 0.0 if pixel else _gpu_hours(sum(set_images(config, s) for s, _ in shard_sets),
                                                              "encode"),
-                   "disk_gb": sum(_set_images(config, s) * (res * res * BYTES["image"] + latent_elems * BYTES["latent"]
+                   "disk_gb": sum(set_images(config, s) * (res * res * BYTES["image"] + latent_elems * BYTES["latent"]
                                                            + TEXT_TOKENS[kind] * text_dim * BYTES["text"])
                                   for s, kind in shard_sets) / 1e9},
     }

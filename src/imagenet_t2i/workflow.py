@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from pathlib import Path
 
 import jsonschema
@@ -14,7 +15,7 @@ import yaml
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.code_closure import code_hash, command_code
 from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, load_schema, resolve_run,
-                                 run_shard_sets, validate_config)
+                                 run_shard_sets, set_images, validate_config)
 from imagenet_t2i.io import atomic_write
 
 
@@ -110,10 +111,17 @@ def stage_resources(config: dict, kind: str, mem_mb: int) -> dict:
     return {res: spec[key] for key, res in STAGE_RESOURCES.items() if spec.get(key)}
 
 
-def chunk_dirs(config: dict, stage: str, prefix: str, suffix: str = "") -> list[str]:
-    """The chunk outputs of a chunked stage (``<stage>.chunks`` jobs: ``encode``, ``augment``, ``captions``):
+def set_chunks(config: dict, stage: str, image_set: str) -> int:
+    """Chunk jobs of one set in a chunked stage: ``<stage>.chunks`` for a set of the training set's size, fewer in
+    proportion for a smaller one (ImageNet's val: 5 caption jobs of 10k images, not 128 of 390), at least 1."""
+    chunks = config[stage].get("chunks", 1)
+    return max(1, min(chunks, math.ceil(chunks * set_images(config, image_set) / set_images(config, "train"))))
+
+
+def chunk_dirs(config: dict, stage: str, prefix: str, image_set: str, suffix: str = "") -> list[str]:
+    """The chunk outputs of one set of a chunked stage (`set_chunks` jobs: ``encode``, ``augment``, ``captions``):
     from the config alone, so a dry run plans every chunk job before the data exists."""
-    return [f"{prefix}/{name}{suffix}" for name in chunk_names(config[stage].get("chunks", 1))]
+    return [f"{prefix}/{name}{suffix}" for name in chunk_names(set_chunks(config, stage, image_set))]
 
 
 @functools.cache

@@ -44,7 +44,7 @@ rule captions_ta_chunk:
 rule captions_ta:
     """One set's TA caption file from its chunks (`captions.chunks` of them)."""
     input:
-        lambda w: wf.chunk_dirs(config, "captions", f"{R}/captions/parts/{w.set}_ta", ".jsonl"),
+        lambda w: wf.chunk_dirs(config, "captions", f"{R}/captions/parts/{w.set}_ta", w.set, ".jsonl"),
     output:
         f"{R}/captions/{{set}}_ta.jsonl",
     params:

@@ -72,7 +72,7 @@ rule augment_chunk:
 rule augment:
     """One augmented set from its chunks (`augment.chunks` of them): images hard-linked, one index."""
     input:
-        lambda w: wf.chunk_dirs(config, "augment", f"{R}/augment/parts/{w.aug}"),
+        lambda w: wf.chunk_dirs(config, "augment", f"{R}/augment/parts/{w.aug}", w.aug),
     output:
         directory(f"{R}/augment/{{aug}}"),
     params:

@@ -27,7 +27,7 @@ rule shards_chunk:
 rule shards:
     """One shard set from its chunks (`encode.chunks` of them): shards hard-linked, one manifest."""
     input:
-        lambda w: wf.chunk_dirs(config, "encode", f"{R}/shards/parts/{w.set}_{w.kind}"),
+        lambda w: wf.chunk_dirs(config, "encode", f"{R}/shards/parts/{w.set}_{w.kind}", w.set),
     output:
         directory(f"{R}/shards/{{set}}_{{kind}}"),
     params:
