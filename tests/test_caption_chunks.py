@@ -9,7 +9,9 @@ from imagenet_t2i.captions.chunked import fingerprint, merge_caption_chunks, sum
 from imagenet_t2i.captions.records import ImageRecords, TemplateRecords
 from imagenet_t2i.captions.released import ReleasedRecords, read_released, release_key
 from imagenet_t2i.chunks import chunk_names
-from imagenet_t2i.io import read_jsonl
+from imagenet_t2i.io import read_jsonl, write_jsonl
+
+from .conftest import REPO
 
 CLASSES = {"n01": "tench, Tinca tinca", "n02": "goldfish"}
 ROWS = [{"key": f"n0{1 + i % 2}_{i}", "class": f"n0{1 + i % 2}", "path": f"x/{i}.JPEG"} for i in range(7)]
@@ -124,3 +126,46 @@ def test_fingerprint_depends_on_index_kind_and_settings():
     assert base == fingerprint("abc", "ta", {"prompt": "Describe this image", "backend": "llava"})
     assert base != fingerprint("abd", "ta", {"backend": "llava", "prompt": "Describe this image"})
     assert base != fingerprint("abc", "ta", {"backend": "llava", "prompt": "Describe the image"})
+
+
+def test_released_columns_are_the_configs_and_checked_when_the_workflow_starts(tmp_path, monkeypatch):
+    from imagenet_t2i.config import ConfigError, load_config
+    from imagenet_t2i.workflow import write_resolved_config
+
+    path = tmp_path / "release" / "part.parquet"
+    path.parent.mkdir()
+    pd.DataFrame({"file": ["train/n01/n01_0.JPEG"], "text": ["A fish on a hand."]}).to_parquet(path)
+    assert read_released(path, {"n01_0"}, {"image": "file", "caption": "text"}) == {"n01_0": "A fish on a hand."}
+    config = load_config(REPO / "config" / "config.yaml")
+    config["captions"].update(backend="released", path=str(tmp_path / "vlm"), released={"path": str(path.parent)})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"captions.released.columns.*\['caption', 'image_path'\].*\['file', 'text'\]"):
+        write_resolved_config(config)  # the Snakefile's first step: before any job
+    config["captions"]["released"]["columns"] = {"image": "file", "caption": "text"}
+    write_resolved_config(config)
+
+
+def test_the_crop_set_never_streams_the_release(tmp_path, monkeypatch):
+    """Crop composites are this pipeline's own: none of their keys can be in the release, so it is not read."""
+    from imagenet_t2i.captions import released as released_module
+    from imagenet_t2i.captions.records import record_captioner
+    from imagenet_t2i.config import load_config
+
+    path = tmp_path / "release.jsonl"
+    path.write_text('{"image_path": "train/n01/n01_0.JPEG", "caption": "A fish."}\n')
+    crop = tmp_path / "crop"
+    crop.mkdir()
+    write_jsonl(crop / "index.jsonl", [{"key": "n01_0_crop", "class": 0, "path": "images/x.png"}])
+    config = load_config(REPO / "config" / "config.yaml")
+    config["captions"].update(backend="released", released={"path": str(path), "vlm": "llava",
+                                                            "columns": {"image": "image_path", "caption": "caption"}})
+    read = []
+    monkeypatch.setattr(released_module, "_rows", lambda *a: read.append(a) or iter(()))
+    _, captioner = record_captioner(config, crop, "ta", (0, 1))
+    assert read == [] and captioner.describe()["files"][0]["bytes"] == path.stat().st_size
+    record_captioner(config, tmp_path / "crop", "ta", (0, 1))
+    train = tmp_path / "train"
+    train.mkdir()
+    write_jsonl(train / "index.jsonl", [{"key": "n01_0", "class": 0, "path": "images/x.png"}])
+    record_captioner(config, train, "ta", (0, 1))
+    assert len(read) == 1  # the training set's keys are looked up

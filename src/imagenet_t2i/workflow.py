@@ -30,12 +30,27 @@ def write_resolved_config(config: dict) -> str:
     the CLI exactly as Snakemake merged them.
     """
     validate_config(config)
+    check_released_captions(config)
     path = Path(results_dir(config)) / "config.yaml"
     text = yaml.safe_dump(config, sort_keys=True)
     if not path.exists() or path.read_text() != text:
         with atomic_write(path) as f:
             f.write(text)
     return str(path)
+
+
+def check_released_captions(config: dict) -> None:
+    """With ``captions.backend: released``, the local copy's columns, checked once when the workflow starts (a copy
+    not on this machine, as in a dry run elsewhere, is left to the caption jobs)."""
+    released = config["captions"].get("released")
+    if config["captions"]["backend"] != "released" or not released or not Path(released["path"]).exists():
+        return
+    from imagenet_t2i.captions.released import check_columns
+
+    try:
+        check_columns(released["path"], released["columns"])
+    except ValueError as e:
+        raise ConfigError(f"config key 'captions.released.columns': {e}") from None
 
 
 def typed_overrides(config: dict, overrides: dict) -> dict:

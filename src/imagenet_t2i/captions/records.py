@@ -106,6 +106,7 @@ def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, in
     from imagenet_t2i.captions.released import ReleasedRecords
 
     released = config["captions"]["released"]
-    keys = {records[i]["key"] for i in chunk_range(len(records), *chunk)}
+    # The release captions ImageNet's images: the Crop set's composites (folder ``crop``) are never in it
+    keys = set() if images.name == "crop" else {records[i]["key"] for i in chunk_range(len(records), *chunk)}
     return records, ReleasedRecords(released["path"], keys, lambda: ImageRecords(
-        make_vlm(config, released["vlm"]), images, resolution, name=released["vlm"]))
+        make_vlm(config, released["vlm"]), images, resolution, name=released["vlm"]), released["columns"])
