@@ -171,3 +171,23 @@ def test_vllm_wrapper_without_vllm_names_its_environment(tiny):
     fast = VLLMCaptioner(str(tiny), max_new_tokens=NEW)
     with pytest.raises(RuntimeError, match="envs/vllm.yaml"):
         fast.caption_images(images()[:1])
+
+
+def test_the_vllm_engine_gets_whole_request_batches_and_its_environment(tiny):
+    """The engine schedules requests itself (continuous batching): it gets captions.vllm_requests images a call, not
+    the transformers backend's batch_size; the caption jobs run in envs/vllm.yaml under --sdm conda."""
+    from imagenet_t2i.captions.records import images_per_call, make_vlm
+    from imagenet_t2i.config import load_config
+    from imagenet_t2i.workflow import caption_env
+
+    from .conftest import REPO
+
+    config = load_config(REPO / "config" / "paper.yaml")
+    assert (images_per_call(config), caption_env(config)) == (64, None)  # llava: 4 generate batches of 16
+    config["captions"].update(backend="vllm", path=str(tiny))
+    config["captions"].pop("weights")
+    vlm = make_vlm(config, "vllm")
+    assert vlm.batch_size == images_per_call(config) == config["captions"]["vllm_requests"] == 1024
+    assert caption_env(config) == "../../envs/vllm.yaml"
+    assert (REPO / "workflow" / "rules" / caption_env(config)).resolve() == REPO / "envs" / "vllm.yaml"
+    assert (REPO / "envs" / "vllm.post-deploy.sh").is_file()  # installs this package into that environment

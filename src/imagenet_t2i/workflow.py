@@ -94,7 +94,7 @@ def _given(overrides: object, path: list) -> bool:
 
 # Settings that do not change what a job writes: thread counts and batch sizes (on a GPU a batch size can change
 # the last bits of a floating-point result: accepted). Left out of the rules' params, so changing one re-runs nothing.
-NOT_OUTPUT_SETTINGS = ("workers", "batch_size", "threads")
+NOT_OUTPUT_SETTINGS = ("workers", "batch_size", "threads", "vllm_requests")
 
 
 def output_settings(node: object) -> object:
@@ -229,6 +229,14 @@ def fid_weights(config: dict) -> list[str]:
     """The feature networks of ``eval.fid`` (paper scale)."""
     fid = config["eval"].get("fid", {})
     return named_weights(config, fid.get("inception"), fid.get("dinov2"), fid.get("clip"))
+
+
+def caption_env(config: dict) -> str | None:
+    """The conda environment of the TA caption jobs (``--sdm conda``): envs/vllm.yaml when vLLM captions them (its
+    post-deploy script installs this package into it), else the workflow's own (None)."""
+    from imagenet_t2i.captions.records import uses_vllm
+
+    return "../../envs/vllm.yaml" if uses_vllm(config) else None
 
 
 def caption_weights(config: dict, kind: str) -> list[str]:

@@ -33,6 +33,8 @@ rule captions_ta_chunk:
     priority: 10
     log:
         f"{R}/logs/captions_{{set}}_ta_{{chunk}}.log",
+    conda:
+        wf.caption_env(config)
     threads: wf.stage_threads(config, "gpu")
     resources:
         **wf.stage_resources(config, "gpu", mem_mb=4000),

@@ -77,13 +77,25 @@ def make_vlm(config: dict, backend: str) -> VLM:
 
     caps = config["captions"]
     kwargs = {"prompt": caps["prompt"], "max_new_tokens": caps["max_new_tokens"], "batch_size": caps["batch_size"]}
-    if backend == "vllm":
+    if backend == "vllm":  # the engine batches continuously: it gets vllm_requests images a call, not batch_size
         from imagenet_t2i.captions.fast_engine import VLLMCaptioner
 
-        return VLLMCaptioner(model_path(config, "captions"), **kwargs)
+        return VLLMCaptioner(model_path(config, "captions"), **{**kwargs, "batch_size": caps["vllm_requests"]})
     from imagenet_t2i.captions.llava import LlavaNextCaptioner
 
     return LlavaNextCaptioner(model_path(config, "captions"), **kwargs)
+
+
+def uses_vllm(config: dict) -> bool:
+    """Whether TA captions go through the vLLM engine (the backend, or the released backend's fallback)."""
+    caps = config["captions"]
+    return caps["backend"] == "vllm" or (caps["backend"] == "released" and caps["released"]["vlm"] == "vllm")
+
+
+def images_per_call(config: dict) -> int:
+    """Images handed to the captioner at once: ``vllm_requests`` for the vLLM engine, 4 generate batches otherwise."""
+    caps = config["captions"]
+    return caps["vllm_requests"] if uses_vllm(config) else 4 * caps["batch_size"]
 
 
 def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, int]) -> tuple[list[dict], RecordCaptioner]:

@@ -12,13 +12,13 @@ def _caption_settings(config: dict, kind: str) -> dict:
     """What a caption file depends on besides its images (the chunks' fingerprint)."""
     if kind == "aio":
         return {"backend": "aio"}
-    caps = {k: v for k, v in config["captions"].items() if k not in ("chunks", "batch_size")}
+    caps = {k: v for k, v in config["captions"].items() if k not in ("chunks", "batch_size", "vllm_requests")}
     return {**caps, "resolution": config["source"]["resolution"], "seed": config["seed"]}
 
 
 def cmd_captions(args: argparse.Namespace) -> None:
     from imagenet_t2i.captions.chunked import fingerprint, write_caption_chunk
-    from imagenet_t2i.captions.records import record_captioner
+    from imagenet_t2i.captions.records import images_per_call, record_captioner
     from imagenet_t2i.chunks import parse_chunk
     from imagenet_t2i.io import sha256_file
 
@@ -27,8 +27,7 @@ def cmd_captions(args: argparse.Namespace) -> None:
     t0 = time.time()
     records, captioner = record_captioner(config, images, args.kind, chunk)
     fp = fingerprint(sha256_file(images / "index.jsonl"), args.kind, _caption_settings(config, args.kind))
-    summary = write_caption_chunk(records, captioner, args.out, chunk, fp,
-                                  batch_size=4 * config["captions"]["batch_size"])
+    summary = write_caption_chunk(records, captioner, args.out, chunk, fp, batch_size=images_per_call(config))
     inputs = {"images": args.images, **({"weights": args.weights} if args.weights else {})}
     provenance("captions", {"kind": args.kind, "chunk": args.chunk, **_caption_settings(config, args.kind),
                              "captioner": summary["captioner"], "failed": summary["failed"],
