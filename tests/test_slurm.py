@@ -72,6 +72,23 @@ def test_the_paper_training_job_asks_sbatch_for_what_the_config_says(slurm_env, 
     assert "--cpus-per-task 8" in srun, srun  # srun does not inherit it from sbatch on SLURM 22.05-23.02
 
 
+def test_the_slurm_profile_runs_every_training_launcher_and_the_merges_at_once(slurm_env, tmp_path):
+    """Local rules run in a pool of `cores` + 5 threads under the SLURM executor: the profile's `cores` lets 15
+    training launchers (each waits on its job for days) and local merges proceed together, not 5 at a time."""
+    (tmp_path / "Snakefile").write_text(
+        "localrules: launcher, merge\n"
+        "rule all:\n    input: expand('out/launch_{i}', i=range(15)), expand('out/merge_{i}', i=range(3))\n"
+        "rule launcher:\n    output: 'out/launch_{i}'\n    threads: 8\n"
+        "    shell: 'date +%s.%N > {output}.start; sleep 8; touch {output}'\n"
+        "rule merge:\n    output: 'out/merge_{i}'\n    shell: 'date +%s.%N > {output}.start; sleep 8; touch {output}'\n")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory", str(tmp_path),
+           "--profile", str(REPO / "workflow" / "profiles" / "slurm"), *PLUGIN_FLAGS]
+    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    starts = sorted(float(p.read_text()) for p in (tmp_path / "out").glob("*.start"))
+    assert len(starts) == 18 and starts[-1] - starts[0] < 6, starts  # one wave; 5 at a time would take 4 waves
+
+
 def _snakemake(env: dict, workdir: Path, config: Path, *targets: str, timeout: int = 600,
                wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
