@@ -65,7 +65,7 @@ def test_the_paper_training_job_asks_sbatch_for_what_the_config_says(slurm_env, 
     sbatch = {line.split()[1] for line in text.splitlines() if line.startswith("#SBATCH")}
     for option in ("--partition=gpu", "--account=proj42", "--qos=high", "--constraint=h100", "--nodes=2",
                    "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=8", "--mem=480GB", "--time=2880",
-                   "--signal=USR2@120", "--reservation=paper", "--exclusive", "--requeue"):
+                   "--signal=USR2@300", "--reservation=paper", "--exclusive", "--requeue"):
         assert option in sbatch, (option, sorted(sbatch))
     assert executor._executor.max_num_timeout == 100  # cluster.max_timeouts: submitit's 3 would end a paper run
     srun = next(line for line in text.splitlines() if line.startswith("srun "))
