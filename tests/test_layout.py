@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_t2i.code_closure import imports_of, package_modules
+from imagenet_t2i.workflow import command_specs
 
 from .conftest import REPO
 
@@ -76,28 +77,10 @@ def test_weights_only_resolves_fetches_and_checks(forbidden):
         m: [] for m in weights}
 
 
-def _parser_entries() -> dict[str, str]:
-    """command words -> "<module>:<function>" of every leaf of the console script's parser."""
-    from imagenet_t2i.cli import build_parser
-
-    out = {}
-
-    def walk(parser, words: tuple[str, ...]) -> None:  # noqa: ANN001
-        for action in parser._actions:
-            if action.__class__.__name__ == "_SubParsersAction":
-                for name, sub in action.choices.items():
-                    walk(sub, (*words, name))
-        if parser.get_default("fn"):
-            out[" ".join(words)] = parser.get_default("fn")
-
-    walk(build_parser(), ())
-    return out
-
-
 def test_every_command_names_a_function_of_its_stage_module():
     from imagenet_t2i.cli import command
 
-    entries = _parser_entries()
+    entries = command_specs()
     assert len(entries) == 34 and {"train", "geneval score", "fd score", "table"} <= set(entries)
     for words, spec in entries.items():
         assert callable(command(spec)), words

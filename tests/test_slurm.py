@@ -148,54 +148,44 @@ def test_a_data_rule_runs_as_a_slurm_job_with_its_declared_resources(trained, sl
     assert limit == "10"
 
 
-def test_preempted_training_resumes_under_the_same_job_id_bitwise(trained, slurm_env):
-    """`scancel --signal=USR2` mid-run: every rank stops at one step, the job is requeued, the weights match."""
+def _interrupt_and_resume(trained: tuple, slurm_env: dict, run: str, signal_cmd: list[str]) -> tuple[str, str, int]:
+    """Train ``run`` through the profile, send ``signal_cmd + [job id]`` once it has saved a state, and wait for the
+    run to end; -> (Snakemake's output, the job id, the step it resumed from), its weights checked against the
+    uninterrupted ``dit_i_ta``'s, bit for bit, and its job id against the first submission's."""
     workdir, config = trained
     results = workdir / "results" / "slurm"
-    proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta_again/provenance.json", wait=False)
-    state, sidecar = results / "state" / "dit_i_ta_again" / "last.pt", results / "state" / "dit_i_ta_again" / "job.json"
+    proc = _snakemake(slurm_env, workdir, config, f"results/slurm/runs/{run}/provenance.json", wait=False)
+    state, sidecar = results / "state" / run / "last.pt", results / "state" / run / "job.json"
     deadline = time.time() + 300
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert state.exists(), proc.stdout.read() if proc.poll() is not None else "no state after 300 s"
     job_id = str(read_json(sidecar)["job_id"])
-    subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True, timeout=30)
+    subprocess.run([*signal_cmd, job_id], env=slurm_env, check=True, timeout=30)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-6000:]
-    prov = read_json(results / "runs" / "dit_i_ta_again" / "provenance.json")
+    prov = read_json(results / "runs" / run / "provenance.json")
     assert str(prov["job"]["id"]) == job_id  # requeued, not resubmitted
     resumed = prov["summary"]["resumed_from"]
     assert len(resumed) == 1 and 0 < resumed[0] < 60, out[-4000:]
-    assert f"state saved at step {resumed[0]}" in out
     a = load_file(str(results / "runs" / "dit_i_ta" / "final" / "model.safetensors"))
-    b = load_file(str(results / "runs" / "dit_i_ta_again" / "final" / "model.safetensors"))
+    b = load_file(str(results / "runs" / run / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    return out, job_id, resumed[0]
+
+
+def test_preempted_training_resumes_under_the_same_job_id_bitwise(trained, slurm_env):
+    """`scancel --signal=USR2` mid-run: every rank stops at one step, submitit requeues the job, the weights match."""
+    out, _, step = _interrupt_and_resume(trained, slurm_env, "dit_i_ta_again", ["scancel", "--signal=USR2"])
+    assert f"state saved at step {step}, requeueing" in out
 
 
 def test_a_job_requeued_by_slurm_resumes_from_the_step_sigterm_stopped_it_bitwise(trained, slurm_env):
     """`scontrol requeue` mid-run is SLURM's preemption path (SIGTERM, then requeue): every rank stops at one step,
     the state is saved there and the job ends; SLURM restarts it under the same id and it resumes from that step,
     not from the last periodic checkpoint, ending with the uninterrupted run's weights."""
-    workdir, config = trained
-    results = workdir / "results" / "slurm"
-    proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta_term/provenance.json", wait=False)
-    state, sidecar = results / "state" / "dit_i_ta_term" / "last.pt", results / "state" / "dit_i_ta_term" / "job.json"
-    deadline = time.time() + 300
-    while not state.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert state.exists(), proc.stdout.read() if proc.poll() is not None else "no state after 300 s"
-    job_id = str(read_json(sidecar)["job_id"])
-    subprocess.run(["scontrol", "requeue", job_id], env=slurm_env, check=True, timeout=30)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-6000:]
-    prov = read_json(results / "runs" / "dit_i_ta_term" / "provenance.json")
-    assert str(prov["job"]["id"]) == job_id  # requeued by SLURM, not resubmitted
-    resumed = prov["summary"]["resumed_from"]
-    assert len(resumed) == 1 and 0 < resumed[0] < 60, out[-4000:]
-    assert f"SIGTERM: state saved at step {resumed[0]};" in out
-    a = load_file(str(results / "runs" / "dit_i_ta" / "final" / "model.safetensors"))
-    b = load_file(str(results / "runs" / "dit_i_ta_term" / "final" / "model.safetensors"))
-    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    out, _, step = _interrupt_and_resume(trained, slurm_env, "dit_i_ta_term", ["scontrol", "requeue"])
+    assert f"SIGTERM: state saved at step {step};" in out
 
 
 @pytest.mark.parametrize("key, value, message", [
