@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imagenet_t2i.evaluation.geneval.position import relative_position
 from imagenet_t2i.evaluation.geneval.prompts import (TAGS, generate_prompts, iter_samples, make_plural, prepare_layout,
                                                      read_class_names, with_article, write_prompts)
-from imagenet_t2i.evaluation.geneval.position import relative_position
 from imagenet_t2i.evaluation.geneval.score import (ScoringOptions, compute_iou, evaluate, filter_detections,
                                                    score_images, summarize, write_results)
 from imagenet_t2i.io import read_jsonl, sha256_file, write_jsonl

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagenet_t2i.provenance import (PROVENANCE_NAME, hashed_files, other_code, members as manifest_members, path_hash,
+from imagenet_t2i.provenance import (PROVENANCE_NAME, hashed_files, members as manifest_members, other_code, path_hash,
                                      provenance_path, sha256_files)
 
 MAX_SUSPECTS = 10

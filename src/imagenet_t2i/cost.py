@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from imagenet_t2i.config import RELEASED_RUN, evaluated_runs, resolve_run, run_shard_sets, set_images
 
+
 @dataclass(frozen=True)
 class Rate:
     images_per_gpu_s: float  # per GPU (H100); for sampling: image x sampling steps per second

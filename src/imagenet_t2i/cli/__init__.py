@@ -1,7 +1,7 @@
 """`imagenet-t2i`: one console script, a subcommand per pipeline stage (the Snakemake rules call these).
 
 The commands of a stage live in the module of this package named like its rules file (``workflow/rules/<stage>.smk``
--> ``cli/<stage>.py``; ``check.py``: validate, models, audit). The parser below names each command's function as
+-> ``cli/<stage>.py``; ``check.py``: validate, models, audit, status, cost). The parser below names each command's function as
 ``"<module>:<function>"`` and imports that module only when the command runs, so a command's imports are its stage's
 code.
 """
@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from imagenet_t2i.config import ConfigError
 from imagenet_t2i.code_closure import COMMAND_ENV
+from imagenet_t2i.config import ConfigError
 from imagenet_t2i.malloc import keep_freed_memory
 
 
@@ -206,11 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     args = build_parser().parse_args(argv)
+    previous = os.environ.get(COMMAND_ENV)
+    os.environ[COMMAND_ENV] = args.fn  # recorded with the code it runs in every provenance record
     try:
-        os.environ[COMMAND_ENV] = args.fn  # recorded with the code it runs in every provenance record
         return command(args.fn)(args) or 0
     except ConfigError as e:
         print(f"imagenet-t2i {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:  # main() also runs in-process (tests, Python users)
+        if previous is None:
+            os.environ.pop(COMMAND_ENV, None)
+        else:
+            os.environ[COMMAND_ENV] = previous

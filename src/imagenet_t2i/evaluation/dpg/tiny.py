@@ -30,8 +30,8 @@ from PIL import Image
 
 from imagenet_t2i.evaluation.dpg.score import CSV_COLUMNS, make_grid, read_questions, split_grid
 from imagenet_t2i.evaluation.geneval.detector import detect
-from imagenet_t2i.evaluation.geneval.prompts import make_plural, with_article
 from imagenet_t2i.evaluation.geneval.position import relative_position
+from imagenet_t2i.evaluation.geneval.prompts import make_plural, with_article
 from imagenet_t2i.io import atomic_write, write_jsonl
 from imagenet_t2i.world.palette import BACKGROUNDS, COLORS, SIZE_RANGES, check_names, size_label
 from imagenet_t2i.world.render import render_scene

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imagenet_t2i.evaluation.geneval.prompts import COLORS, TAGS, iter_samples
 from imagenet_t2i.evaluation.geneval.position import relative_position
+from imagenet_t2i.evaluation.geneval.prompts import COLORS, TAGS, iter_samples
 from imagenet_t2i.io import read_jsonl, write_jsonl
 
 
