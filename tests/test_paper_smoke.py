@@ -203,21 +203,28 @@ def test_evaluate_released_scores_the_snapshot_through_the_runs_rules(smoke):
 TARGET_RULES = {"reproduce_all", "evaluate_released"}  # rules without outputs, listed when anything below them runs
 
 
-def _planned(workdir: Path, config: Path, src: Path) -> set[str]:
-    """The rules a dry run of the smoke targets plans, with the package at ``src`` and the config ``config``."""
+def _dry_run(workdir: Path, config: Path, src: Path, *args: str) -> str:
+    """A dry run of the smoke targets with the package at ``src``, the config ``config`` and ``args``: its output."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(src))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "reproduce_all", "evaluate_released", *EVAL_TARGETS, "--configfile", str(config)]
+           "--cores", "2", "reproduce_all", "evaluate_released", *EVAL_TARGETS, *args, "--configfile", str(config)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith(("rule ", "localrule "))}
+    return proc.stdout
+
+
+def _planned(workdir: Path, config: Path, src: Path) -> set[str]:
+    """The rules a dry run of the smoke targets plans."""
+    out = _dry_run(workdir, config, src)
+    return {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith(("rule ", "localrule "))}
 
 
 def test_harmless_edits_rerun_nothing_and_a_scoring_edit_reruns_scoring_only(smoke, tmp_path):
     """With rerun.heavy_code_changes: false (as paper.yaml): a docstring edit in models/, a thread count and an encode
-    batch size plan no job; an edit of GenEval scoring plans its scoring and the tables; an edit of the models' code
-    plans no GPU stage, and `imagenet-t2i status` names the results that other code made."""
+    batch size plan no job; one nested setting from the command line plans the runs it reaches; an edit of GenEval
+    scoring plans its scoring and the tables; an edit of the models' code plans no GPU stage, and `imagenet-t2i
+    status` names the results that other code made."""
     workdir, results = smoke
     src = tmp_path / "src"
     shutil.copytree(REPO / "src" / "imagenet_t2i", src / "imagenet_t2i", ignore=shutil.ignore_patterns("__pycache__"))
@@ -232,6 +239,13 @@ def test_harmless_edits_rerun_nothing_and_a_scoring_edit_reruns_scoring_only(smo
     changed = tmp_path / "paper_smoke.yaml"
     changed.write_text(yaml.safe_dump(config))
     assert _planned(workdir, changed, src) == set()
+    out = _dry_run(workdir, SMOKE, src, "--config", "train={cutmix: {p: 0.6}}")  # one nested setting
+    trained, rule = set(), None
+    for line in out.splitlines():
+        rule = line.split()[1].rstrip(":") if line.startswith(("rule ", "localrule ")) else rule
+        if rule == "train" and line.strip().startswith("wildcards: run="):
+            trained.add(line.split("run=")[1].split(",")[0])
+    assert trained == {run for run, spec in config["runs"].items() if "cutmix" in spec["augment"]}, trained
     score = src / "imagenet_t2i" / "evaluation" / "geneval" / "score.py"
     score.write_text(score.read_text() + "\nEDITED = True\n")
     assert _planned(workdir, SMOKE, src) - TARGET_RULES == {"geneval_score", "table"}
