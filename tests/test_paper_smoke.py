@@ -228,6 +228,7 @@ def test_harmless_edits_rerun_nothing_and_a_scoring_edit_reruns_scoring_only(smo
     workdir, results = smoke
     src = tmp_path / "src"
     shutil.copytree(REPO / "src" / "imagenet_t2i", src / "imagenet_t2i", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "workflow").symlink_to(REPO / "workflow")  # the config schema, found beside the package
     assert _planned(workdir, SMOKE, src) == set()  # the complete smoke run, this package as it is
     dit = src / "imagenet_t2i" / "models" / "dit_i.py"
     dit.write_text(dit.read_text().replace('"""', '"""An edited docstring. ', 1))

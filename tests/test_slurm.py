@@ -190,12 +190,14 @@ def test_a_job_requeued_by_slurm_resumes_from_the_step_sigterm_stopped_it_bitwis
 
 @pytest.mark.parametrize("key, value, message", [
     ("partition", "no_such_partition", "invalid partition"),
-    ("gpus_per_node", 16, "requested node configuration is not available"),  # the node has 2
+    ("gpus_per_node", 16, "requested node configuration is not available"),  # the node has 2 (16 ranks: see below)
 ])
 def test_a_wrong_cluster_setting_fails_fast_with_slurms_message(trained, slurm_env, key, value, message):
     workdir, _ = trained
     config = yaml.safe_load((REPO / "tests" / "data" / "slurm.yaml").read_text())
     config["cluster"][key] = value
+    if key == "gpus_per_node":
+        config["cluster"]["tasks_per_node"] = value  # one rank per GPU, or the config is refused before any job
     path = workdir / f"bad_{key}.yaml"
     path.write_text(yaml.safe_dump(config))
     t0 = time.time()
@@ -204,7 +206,7 @@ def test_a_wrong_cluster_setting_fails_fast_with_slurms_message(trained, slurm_e
     assert proc.returncode != 0
     assert time.time() - t0 < 120
     log = (workdir / "results" / "slurm" / "logs" / "train_dit_i_ta_again.log").read_text()
-    assert message in log.lower(), log[-3000:]
+    assert message in log.lower(), f"{log[-3000:]}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
 def test_a_time_limit_above_the_partitions_fails_fast_naming_the_key(trained, slurm_env):

@@ -158,4 +158,4 @@ def test_a_nested_setting_from_the_command_line_replans_the_runs_it_reaches(smok
     out = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "replicates=[0, 1]").stdout
     assert _planned(out, "train") == {f"{run}_s1" for run in config["runs"]}
     proc = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: often}}", check=False)
-    assert proc.returncode != 0 and "train.cutmix.p" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "On instance['train']['cutmix']['p']" in proc.stdout + proc.stderr  # the schema
