@@ -69,3 +69,12 @@ def test_heavy_stages_follow_the_rerun_setting(heavy, constant):
     config["rerun"]["heavy_code_changes"] = heavy
     assert (code(config, "train", heavy=True) == code(config, "sample", heavy=True)) == constant
     assert code(config, "table") != code(config, "geneval score")  # CPU stages: always their own code
+
+
+def test_the_order_of_keys_in_a_config_file_changes_no_param():
+    """A config written with its keys in another order (yaml.safe_dump sorts them) is a formatting edit."""
+    config = load_config(REPO / "config" / "paper.yaml")
+    reordered = {k: dict(reversed(list(v.items()))) if isinstance(v, dict) else v for k, v in reversed(config.items())}
+    for key in ("source", "sample", "encode", "captions"):
+        assert list(reordered[key]) != list(config[key])
+        assert repr(output_settings(reordered[key])) == repr(output_settings(config[key]))  # Snakemake compares text

@@ -98,9 +98,12 @@ NOT_OUTPUT_SETTINGS = ("workers", "batch_size", "threads", "vllm_requests")
 
 
 def output_settings(node: object) -> object:
-    """A config subtree without `NOT_OUTPUT_SETTINGS` (at any depth): what a rule's params hold."""
+    """A config subtree as a rule's params hold it: without `NOT_OUTPUT_SETTINGS` (at any depth), keys sorted, so
+    the order of keys in a config file (a formatting edit) re-runs nothing."""
     if isinstance(node, dict):
-        return {k: output_settings(v) for k, v in node.items() if k not in NOT_OUTPUT_SETTINGS}
+        return {k: output_settings(node[k]) for k in sorted(node) if k not in NOT_OUTPUT_SETTINGS}
+    if isinstance(node, list):
+        return [output_settings(v) for v in node]
     return node
 
 

@@ -9,7 +9,7 @@ rule weights:
         directory(f"{R}/weights/{{weights}}"),
     params:
         code=wf.code(config, "weights", heavy=True),
-        spec=lambda w: config["weights"][w.weights],
+        spec=lambda w: wf.output_settings(config["weights"][w.weights]),
     log:
         f"{R}/logs/weights_{{weights}}.log",
     shell:
@@ -23,7 +23,7 @@ if config["source"].get("fake"):
         output:
             directory(config["source"]["root"]),
         params:
-            fake=config["source"]["fake"],
+            fake=wf.output_settings(config["source"]["fake"]),
         log:
             f"{R}/logs/fake_imagenet.log",
         shell:

@@ -13,9 +13,9 @@ rule colour_probe:
         images=directory(f"{R}/eval/{{run}}/colour_probe"),
     params:
         code=wf.code(config, "colour-probe", heavy=True),
-        sample=config["sample"],
+        sample=wf.output_settings(config["sample"]),
         eval=config["eval"]["steps"],
-        probe=config["eval"]["colour_probe"],
+        probe=wf.output_settings(config["eval"]["colour_probe"]),
         vocabulary=[config["source"].get("classes"), config["source"].get("colors")],
     log:
         f"{R}/logs/colour_probe_{{run}}.log",
@@ -36,7 +36,7 @@ rule denoise_profile:
         f"{R}/eval/{{run}}/denoise_profile.json",
     params:
         code=wf.code(config, "denoise-profile", heavy=True),
-        denoise=config["eval"]["denoise"],
+        denoise=wf.output_settings(config["eval"]["denoise"]),
     log:
         f"{R}/logs/denoise_profile_{{run}}.log",
     threads: wf.stage_threads(config, "gpu")

@@ -14,7 +14,7 @@ rule dpg_benchmark:
         questions=f"{R}/eval/dpg/questions.csv",
     params:
         code=wf.code(config, "dpg benchmark"),
-        dpg=config["eval"]["dpg"],
+        dpg=wf.output_settings(config["eval"]["dpg"]),
     log:
         f"{R}/logs/dpg_benchmark.log",
     shell:
@@ -33,7 +33,7 @@ rule dpg_sample:
         directory(f"{R}/eval/{{run}}/dpg/grids"),
     params:
         code=wf.code(config, "dpg sample", heavy=True),
-        sample=config["sample"],
+        sample=wf.output_settings(config["sample"]),
         eval=config["eval"]["steps"],
         options=lambda w: wf.sampling_options(config, w.run),
     log:

@@ -34,7 +34,7 @@ if config["eval"].get("fid"):
         params:
             code=wf.code(config, "fd score", heavy=True),
             fid=wf.output_settings(config["eval"]["fid"]),
-            sample=config["sample"],
+            sample=wf.output_settings(config["sample"]),
             options=lambda w: wf.sampling_options(config, w.run),
         log:
             f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
@@ -82,7 +82,7 @@ else:
         params:
             code=wf.code(config, "fd score", heavy=True),
             fd=wf.output_settings(config["eval"]["fd"]),
-            sample=config["sample"],
+            sample=wf.output_settings(config["sample"]),
             options=lambda w: wf.sampling_options(config, w.run),
         log:
             f"{R}/logs/fd_{{run}}_{{ckpt}}.log",

@@ -11,7 +11,7 @@ rule geneval_prompts:
         f"{R}/eval/geneval_prompts.jsonl",
     params:
         code=wf.code(config, "geneval prompts"),
-        geneval=config["eval"]["geneval"],
+        geneval=wf.output_settings(config["eval"]["geneval"]),
     log:
         f"{R}/logs/geneval_prompts.log",
     shell:
@@ -30,7 +30,7 @@ rule geneval_sample:
         directory(f"{R}/eval/{{run}}/geneval/images"),
     params:
         code=wf.code(config, "geneval sample", heavy=True),
-        sample=config["sample"],
+        sample=wf.output_settings(config["sample"]),
         eval=config["eval"]["steps"],
         options=lambda w: wf.sampling_options(config, w.run),
     log:

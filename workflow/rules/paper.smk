@@ -16,7 +16,7 @@ rule table:
         prov=report(f"{R}/tables/{{table}}.csv.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
         code=wf.code(config, "table"),
-        spec=lambda w: config["tables"][w.table],
+        spec=lambda w: wf.output_settings(config["tables"][w.table]),
     log:
         f"{R}/logs/table_{{table}}.log",
     shell:
@@ -33,7 +33,7 @@ rule figure_overfit:
         prov=report(f"{R}/figures/F-OVERFIT.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
         code=wf.code(config, "figure"),
-        spec=config.get("figures", {}).get("F-OVERFIT"),
+        spec=wf.output_settings(config.get("figures", {}).get("F-OVERFIT")),
     log:
         f"{R}/logs/figure_F-OVERFIT.log",
     shell:
@@ -50,7 +50,7 @@ rule figure_qual:
         prov=report(f"{R}/figures/F-QUAL.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
         code=wf.code(config, "figure"),
-        spec=config.get("figures", {}).get("F-QUAL"),
+        spec=wf.output_settings(config.get("figures", {}).get("F-QUAL")),
     log:
         f"{R}/logs/figure_F-QUAL.log",
     shell:
@@ -67,7 +67,7 @@ rule figure_denoise:
         prov=report(f"{R}/figures/F-DENOISE.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
     params:
         code=wf.code(config, "figure"),
-        spec=config.get("figures", {}).get("F-DENOISE"),
+        spec=wf.output_settings(config.get("figures", {}).get("F-DENOISE")),
     log:
         f"{R}/logs/figure_F-DENOISE.log",
     shell:

@@ -10,7 +10,7 @@ rule sample_grid:
         images=directory(f"{R}/samples/{{run}}/images"),
     params:
         code=wf.code(config, "sample", heavy=True),
-        sample=config["sample"],
+        sample=wf.output_settings(config["sample"]),
     log:
         f"{R}/logs/sample_{{run}}.log",
     threads: wf.stage_threads(config, "gpu")
@@ -58,7 +58,7 @@ if config["eval"].get("released"):
         params:
             code=wf.code(config, "released", heavy=True),
             snapshot=wf.weights_location(config, wf.released_weights(config)),
-            released=config["eval"]["released"],
+            released=wf.output_settings(config["eval"]["released"]),
             text=wf.output_settings(config["encode"]["text"]),
         log:
             f"{R}/logs/released_model.log",
