@@ -190,14 +190,15 @@ def test_a_job_requeued_by_slurm_resumes_from_the_step_sigterm_stopped_it_bitwis
 
 @pytest.mark.parametrize("key, value, message", [
     ("partition", "no_such_partition", "invalid partition"),
-    ("gpus_per_node", 16, "requested node configuration is not available"),  # the node has 2 (16 ranks: see below)
+    ("gpus_per_node", 4, "requested node configuration is not available"),  # the node has 2 (4 ranks: see below)
 ])
 def test_a_wrong_cluster_setting_fails_fast_with_slurms_message(trained, slurm_env, key, value, message):
     workdir, _ = trained
     config = yaml.safe_load((REPO / "tests" / "data" / "slurm.yaml").read_text())
     config["cluster"][key] = value
     if key == "gpus_per_node":
-        config["cluster"]["tasks_per_node"] = value  # one rank per GPU, or the config is refused before any job
+        config["cluster"]["tasks_per_node"] = value  # one rank per GPU (and 8 / 4 ranks divides), or the config is
+        # refused at start-up, before sbatch could say anything
     path = workdir / f"bad_{key}.yaml"
     path.write_text(yaml.safe_dump(config))
     t0 = time.time()
