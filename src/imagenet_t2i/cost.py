@@ -53,15 +53,18 @@ def _prompts(config: dict) -> tuple[int, int]:
     """GenEval and DPG-Bench prompts of the config."""
     from imagenet_t2i.evaluation.geneval.prompts import generate_prompts, read_class_names
 
+    from imagenet_t2i.evaluation.dpg.paper_prompts import DPG_N_PROMPTS
+    from imagenet_t2i.evaluation.geneval.paper_prompts import paper_geneval_prompts
+
     g, src = config["eval"]["geneval"], config["source"]
     if g["vocabulary"] == "coco":
-        geneval = 553  # the official suite (evaluation.geneval.paper_prompts)
+        geneval = len(paper_geneval_prompts(seed=g["seed"]))  # the official suite
     elif g["vocabulary"] == "world":
         geneval = len(generate_prompts(src["classes"], seed=g["seed"], n_per_task=g["n_per_task"], colors=src["colors"]))
     else:
         geneval = len(generate_prompts(read_class_names(g["vocabulary"]), seed=g["seed"], n_per_task=g["n_per_task"]))
     d = config["eval"]["dpg"]
-    return geneval, 1065 if d.get("questions") else d["n_items"]
+    return geneval, DPG_N_PROMPTS if d.get("questions") else d["n_items"]
 
 
 def cost(config: dict) -> dict:
@@ -77,14 +80,13 @@ def cost(config: dict) -> dict:
     ta_images = sum(set_images(config, s) for s, kind in caption_sets if kind == "ta")
     augmented = {s for s, _ in shard_sets if s not in ("train", "val")}
     image_gb = BYTES["image"] * res * res / 1e9
+    encoded = sum(set_images(config, s) for s, _ in shard_sets)
     stages = {
         "augment": {"images": sum(set_images(config, s) for s in augmented), "gpu_hours": 0.0,
                     "disk_gb": sum(set_images(config, s) for s in augmented) * image_gb},
         "captions": {"images": ta_images, "gpu_hours": _gpu_hours(ta_images, "captions") if vlm else 0.0,
                      "disk_gb": 0.001 * ta_images / 1e3},  # about 1 kB of text per caption
-        "encode": {"images": sum(set_images(config, s) for s, _ in shard_sets),
-                   "gpu_hours": 0.0 if pixel else _gpu_hours(sum(set_images(config, s) for s, _ in shard_sets),
-                                                             "encode"),
+        "encode": {"images": encoded, "gpu_hours": 0.0 if pixel else _gpu_hours(encoded, "encode"),
                    "disk_gb": sum(set_images(config, s) * (res * res * BYTES["image"] + latent_elems * BYTES["latent"]
                                                            + TEXT_TOKENS[kind] * text_dim * BYTES["text"])
                                   for s, kind in shard_sets) / 1e9},

@@ -161,6 +161,14 @@ def command_specs() -> dict[str, str]:
     return out
 
 
+UNTRACKED = "heavy stage: code changes reported by imagenet-t2i status"  # a constant code param
+
+
+def heavy_code_changes(config: dict) -> bool:
+    """``rerun.heavy_code_changes``: whether GPU / SLURM stages re-run when their code changes."""
+    return config.get("rerun", {}).get("heavy_code_changes", True)
+
+
 def code(config: dict, command: str, heavy: bool = False) -> str:
     """A rule's code param (a re-run trigger): the hash of the code its command runs (`code_closure`: the command's
     static import closure, docstrings, comments and formatting left out).
@@ -170,16 +178,16 @@ def code(config: dict, command: str, heavy: bool = False) -> str:
     for a code change alone: the param is constant, the record of each output keeps the code that made it, and
     ``imagenet-t2i status`` lists the results made by other code than today's.
     """
-    if heavy and not config.get("rerun", {}).get("heavy_code_changes", True):
-        return "heavy stage: code changes reported by imagenet-t2i status"
+    if heavy and not heavy_code_changes(config):
+        return UNTRACKED
     return command_code(command_specs()[command])
 
 
 def script_code(config: dict, module: str) -> str:
     """The code param of a rule that runs a stand-alone official script (``evaluation.geneval.official``): its own
     module's hash (always a heavy stage)."""
-    if not config.get("rerun", {}).get("heavy_code_changes", True):
-        return "heavy stage: code changes reported by imagenet-t2i status"
+    if not heavy_code_changes(config):
+        return UNTRACKED
     return code_hash({f"imagenet_t2i.{module}"})
 
 

@@ -50,7 +50,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     import json
 
     from imagenet_t2i.provenance import other_code, records_under
-    from imagenet_t2i.workflow import results_dir
+    from imagenet_t2i.workflow import heavy_code_changes, results_dir
 
     config = config_of(args.config)
     root = Path(results_dir(config))
@@ -64,7 +64,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         if command:
             output = path.parent if path.name == "provenance.json" else path.with_name(path.name[:-len(".prov.json")])
             stale.setdefault(command, []).append(str(output))
-    heavy = "re-run" if config.get("rerun", {}).get("heavy_code_changes", True) else "kept (rerun.heavy_code_changes: false)"
+    heavy = "re-run" if heavy_code_changes(config) else "kept (rerun.heavy_code_changes: false)"
     print(f"{root}: {len(records)} provenance records; {sum(map(len, stale.values()))} result(s) made by other code "
           f"than their command runs today (GPU/SLURM stages: {heavy}; delete a result, or --forcerun its rule, to "
           "redo it)")
