@@ -37,6 +37,7 @@ def test_sampling_reuses_freed_memory_without_page_faults():
     default_took, default_faults = page_faults(False)
     took, faults = page_faults(True)
     assert (default_took, took) == ("None", "True")
-    # measured in 8 runs each: glibc's defaults 38,561-51,479 minor faults, with the settings 0-1
+    # measured in 8 runs each: glibc's defaults 38,561-51,479 minor faults, with the settings 0-1; once (2026-12-05,
+    # a full suite run) 1,024 with the settings: one 4 MiB region faulted afresh, still 10x below the defaults
     assert default_faults > 10_000
-    assert faults < 1_000
+    assert faults < 5_000
