@@ -88,10 +88,14 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     evaluated = sorted([*runs, "released_cad_i"])
     for rule in ("geneval_sample", "geneval_detect", "geneval_score", "dpg_sample", "dpg_answer", "dpg_score"):
         assert sorted(w["run"] for w, _ in jobs[rule]) == evaluated, rule
-    gpu_rules = ("geneval_sample", "geneval_detect", "dpg_sample", "dpg_answer", "fd", "fd_reference", "released_model")
+    gpu_rules = ("geneval_sample", "geneval_detect", "dpg_sample", "dpg_answer", "fd_sample", "fd_reference",
+                 "released_model")
     for rule in gpu_rules:
         assert all("gpu=1" in r for _, r in jobs[rule]), rule
     assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(evaluated)
+    # FID-50k sampled by 10 jobs of 5,000 each (a preemption loses one chunk), merged by a CPU job
+    assert len(jobs["fd_sample"]) == paper["eval"]["fid"]["chunks"] * len(jobs["fd"]) == 10 * len(jobs["fd"])
+    assert not any("gpu=" in r for _, r in jobs["fd"])
     assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 4
     assert len(jobs["released_model"]) == 1 and len(jobs["evaluate_released"]) == 1
     assert out.count("geneval/official.py --images") == len(evaluated)  # the official scripts, in their conda envs
@@ -99,7 +103,8 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     assert "geneval/official.py --images results/paper/eval/released_cad_i/geneval/images" in out
     released = paper["eval"]["released"]
     options = f"--steps {released['steps']} --guidance {released['guidance']} --clamp {released['clamp']}"
-    assert out.count(options) == 3  # GenEval, DPG and FID sampling of the released CAD-I, at the release's settings
+    assert out.count(options) == 2 + paper["eval"]["fid"]["chunks"]  # GenEval, DPG and the FID chunks of the released
+    # CAD-I, at the release's settings
     assert "imagenet-t2i released --config results/paper/config.yaml --snapshot results/paper/weights/cad_i_released" \
         in out
 

@@ -14,7 +14,8 @@ from imagenet_t2i.evaluation.fid.feature_nets import (IMAGENET_MEAN, IMAGENET_ST
 from imagenet_t2i.evaluation.fid.feature_stats import (ReferenceStats, Reservoir, RunningStats, inception_score,
                                                        load_reference_stats, save_reference_stats, sidecar_path)
 from imagenet_t2i.evaluation.fid.inception import load_inception
-from imagenet_t2i.evaluation.fid.metrics import fid_report, image_batches, iter_image_folder, write_reference_stats
+from imagenet_t2i.evaluation.fid.metrics import (fid_report, fid_report_from_features, image_batches, iter_image_folder,
+                                                  write_features, write_reference_stats)
 from imagenet_t2i.evaluation.fid.tiny_models import save_random_inception, save_tiny_clip, save_tiny_dinov2
 from imagenet_t2i.io import read_json
 
@@ -285,3 +286,20 @@ def test_fid_report_one_pass_equals_all_at_once(nets, tmp_path):
         fid_report([fake], [dino], {"dinov2": paths["inception"]})
     with pytest.raises(ValueError, match="no reference statistics"):
         fid_report([fake], [nets["clip"]], paths)
+
+
+def test_chunked_features_give_the_one_pass_report_bit_for_bit(nets, tmp_path):
+    """FID sampled by several jobs: each writes its images' features, the merge equals one pass over all images."""
+    inception, dino = nets["inception"], nets["dinov2"]
+    real, fake = uint8_images(10, seed=10), uint8_images(11, seed=11)
+    paths = write_reference_stats([real], [dino], "test real set", tmp_path / "ref", batch_size=4)
+    reference = {"inception": None, "dinov2": paths["dinov2"]}
+    one_pass = fid_report([fake], [inception, dino], reference, k=3, batch_size=4)
+    chunks = [tmp_path / f"{i}.npz" for i in range(3)]
+    for path, part in zip(chunks, (fake[:3], fake[3:7], fake[7:])):  # boundaries off the batch size
+        write_features([part], [inception, dino], path, batch_size=4, meta={"captions": "test"})
+    assert fid_report_from_features(chunks, reference, k=3, batch_size=4) == one_pass
+    assert one_pass["dinov2"]["num_samples"] == 11 and one_pass["inception"]["is_mean"] > 0
+    write_features([fake[7:]], [dino], chunks[2], batch_size=4)  # a chunk made with other networks
+    with pytest.raises(ValueError, match=r"2\.npz: its features were made with other networks"):
+        fid_report_from_features(chunks, reference)

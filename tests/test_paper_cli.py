@@ -57,7 +57,7 @@ def test_fetching_a_url_offline_fails_naming_the_way_out(tmp_path, monkeypatch):
     ["shards", "--images", "in", "--captions", "in.jsonl", "--out", "out"],
     ["captions", "--images", "in", "--kind", "ta", "--out", "out"],
     ["geneval", "sample", "--model", "m", "--prompts", "p.jsonl", "--uncond", "u", "--out", "out"],
-    ["fd", "score", "--model", "m", "--captions", "c.jsonl", "--reference", "r", "--uncond", "u", "--out", "out"],
+    ["fd", "sample", "--model", "m", "--captions", "c.jsonl", "--chunk", "0000-of-0010", "--uncond", "u", "--out", "o"],
 ])
 def test_a_paper_gpu_stage_without_a_gpu_stops_at_once_naming_the_profile_and_the_key(command, tmp_path, monkeypatch,
                                                                                       capsys):

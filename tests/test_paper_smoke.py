@@ -63,7 +63,7 @@ def test_smoke_config_tracks_the_paper_config():
     assert {name: spec for name, spec in paper["runs"].items() if "_cm_" not in name} == smoke["runs"]
     assert set(smoke["models"]) == set(paper["models"])
     named = {v for k, v in _values(smoke, "weights").items() if len(k) > 1}
-    named |= {smoke["eval"]["geneval"][k] for k in ("detector", "clip")} | set(smoke["eval"]["fid"].values()) - {10, 8, 3}
+    named |= {smoke["eval"]["geneval"][k] for k in ("detector", "clip")} | set(smoke["eval"]["fid"].values()) - {10, 2, 8, 3}
     assert named <= set(smoke["weights"])  # every model the smoke run loads is built offline
     assert all(set(spec) == {"random_init"} for spec in smoke["weights"].values())
     for name, spec in smoke["models"].items():  # a model config may only resize what the paper's sets
@@ -186,13 +186,15 @@ def test_evaluate_released_scores_the_snapshot_through_the_runs_rules(smoke):
     assert read_json(released / "config.json")["_class_name"] == "CADI"
     used = {"steps": spec["steps"], "guidance": spec["guidance"], "clamp": spec["clamp"]}
     geneval = read_json(results / "eval" / "released_cad_i" / "geneval" / "images" / "provenance.json")
-    fd = read_json(results / "eval" / "released_cad_i" / "fd" / "final.json.prov.json")
+    fd = read_json(results / "eval" / "released_cad_i" / "fd" / "final.chunks" / "0001-of-0002.npz.prov.json")
     for sampling in (geneval["config"], fd["config"]["sample"]):
         assert {k: sampling[k] for k in used} == used and sampling["overridden"] == sorted(used)
     assert fd["inputs"]["model"]["path"].endswith("released/released_cad_i")
     assert fd["inputs"]["captions"]["path"].endswith("captions/val_ta.jsonl")  # the TA val captions
     scores = read_json(results / "eval" / "released_cad_i" / "fd" / "final.json")
-    assert np.isfinite(scores["fd"]) and np.isfinite(scores["clip_score"])
+    assert np.isfinite(scores["fd"]) and np.isfinite(scores["clip_score"]) and scores["num_fake"] == 10
+    merged = read_json(results / "eval" / "released_cad_i" / "fd" / "final.json.prov.json")["inputs"]
+    assert sorted(merged) == ["chunk_0000", "chunk_0001", "reference"]  # the audit walks on to each chunk's record
     assert len(read_jsonl(results / "eval" / "released_cad_i" / "geneval" / "detections.jsonl")) == 553
     table = (results / "tables" / "T-RELEASED.md").read_text()
     assert "CAD-I (released)" in table and "not reported to us" in table
@@ -252,7 +254,7 @@ def test_harmless_edits_rerun_nothing_and_a_scoring_edit_reruns_scoring_only(smo
     assert _planned(workdir, SMOKE, src) - TARGET_RULES == {"geneval_score", "table"}
     dit.write_text(dit.read_text() + "\nEDITED = True\n")
     planned = _planned(workdir, SMOKE, src)
-    assert planned & {"train", "sample_grid", "geneval_sample", "fd", "denoise_profile"} == set(), planned
+    assert planned & {"train", "sample_grid", "geneval_sample", "fd_sample", "fd", "denoise_profile"} == set(), planned
     env = dict(os.environ, PYTHONPATH=str(src))
     out = subprocess.run([sys.executable, "-m", "imagenet_t2i.cli", "status", "--config", str(SMOKE)], cwd=workdir,
                          env=env, capture_output=True, text=True, check=True).stdout

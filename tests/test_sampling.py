@@ -201,7 +201,8 @@ def test_cli_batch_size_and_provenance():
     common = ["--model", "m", "--uncond", "u", "--out", "o"]
     for argv in (["sample", *common], ["colour-probe", *common, "--images", "i"],
                  ["geneval", "sample", *common, "--prompts", "p"], ["dpg", "sample", *common, "--prompts", "p"],
-                 ["fd", "score", *common, "--captions", "c", "--reference", "r", "--net", "n"]):
+                 ["fd", "score", *common, "--captions", "c", "--reference", "r", "--net", "n"],
+                 ["fd", "sample", *common, "--captions", "c", "--chunk", "0000-of-0002"]):
         assert parser.parse_args(argv).batch_size == 64
         assert parser.parse_args([*argv, "--batch-size", "8"]).batch_size == 8
     record = sampling_provenance(8)

@@ -59,6 +59,23 @@ def staged_folder(final: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def resumable_folder(final: str | Path) -> Iterator[Path]:
+    """Yield the work folder ``.<name>.partial`` beside ``final``, kept when the block fails (what a killed job
+    wrote is there for the next try); it replaces ``final`` when the block succeeds.
+
+    Snakemake deletes a job's declared outputs before it runs the job (a retry, a requeued SLURM job), so work that
+    must survive a failed try cannot live in the output itself.
+    """
+    final = Path(final)
+    work = final.with_name(f".{final.name}.partial")
+    work.mkdir(parents=True, exist_ok=True)
+    yield work
+    if final.exists():
+        shutil.rmtree(final)
+    work.rename(final)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_write(path) as f:

@@ -142,6 +142,12 @@ def chunk_dirs(config: dict, stage: str, prefix: str, image_set: str, suffix: st
     return [f"{prefix}/{name}{suffix}" for name in chunk_names(set_chunks(config, stage, image_set))]
 
 
+def fid_chunk_files(config: dict, prefix: str) -> list[str]:
+    """The feature files of one paper-scale FID: ``eval.fid.chunks`` sampling jobs (at most one per sample)."""
+    fid = config["eval"]["fid"]
+    return [f"{prefix}/{name}.npz" for name in chunk_names(min(fid["chunks"], fid["num_samples"]))]
+
+
 @functools.cache
 def command_specs() -> dict[str, str]:
     """Command words (``"geneval sample"``) -> ``"<module>:<function>"``, read from the console script's parser."""

@@ -20,31 +20,52 @@ if config["eval"].get("fid"):
         shell:
             "imagenet-t2i fd reference --config {CFG} --images {input.images} --out {output} > {log} 2>&1"
 
-    rule fd:
-        """Paper scale: FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore of one sample per val caption (streamed)."""
+    rule fd_sample:
+        """Paper scale: one chunk of the samples (one per val caption), kept as their features; a preempted or
+        failed chunk is sampled again alone (eval.fid.chunks)."""
         input:
             model=lambda w: wf.model_dir(config, w.run, w.ckpt),
             vae=wf.weights_inputs(config, "autoencoder"),
             captions=lambda w: f"{R}/captions/val_{wf.run_captions(config, w.run)}.jsonl",
-            reference=f"{R}/eval/fd_reference",
+            weights=wf.fid_weights(config),
             uncond=lambda w: wf.run_uncond(config, w.run),
             embeddings=lambda w: wf.embeddings_path(config, f"val_{wf.run_captions(config, w.run)}"),
         output:
-            f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+            f"{R}/eval/{{run}}/fd/{{ckpt}}.chunks/{{chunk}}.npz",
         params:
-            code=wf.code(config, "fd score", heavy=True),
+            code=wf.code(config, "fd sample", heavy=True),
             fid=wf.output_settings(config["eval"]["fid"]),
             sample=wf.output_settings(config["sample"]),
             options=lambda w: wf.sampling_options(config, w.run),
         log:
-            f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+            f"{R}/logs/fd_sample_{{run}}_{{ckpt}}_{{chunk}}.log",
         threads: wf.stage_threads(config, "gpu")
         resources:
             **wf.stage_resources(config, "gpu", mem_mb=16000),
         shell:
-            "imagenet-t2i fd score --config {CFG} --model {input.model} --captions {input.captions} "
-            "--reference {input.reference} --uncond {input.uncond} --embeddings {input.embeddings} "
-            "--out {output} {params.options} > {log} 2>&1"
+            "imagenet-t2i fd sample --config {CFG} --model {input.model} --captions {input.captions} "
+            "--uncond {input.uncond} --embeddings {input.embeddings} --chunk {wildcards.chunk} --out {output} "
+            "{params.options} > {log} 2>&1"
+
+
+    rule fd:
+        """Paper scale: FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore from the chunks' features (CPU)."""
+        input:
+            features=lambda w: wf.fid_chunk_files(config, f"{R}/eval/{w.run}/fd/{w.ckpt}.chunks"),
+            reference=f"{R}/eval/fd_reference",
+        output:
+            f"{R}/eval/{{run}}/fd/{{ckpt}}.json",
+        params:
+            code=wf.code(config, "fd merge"),
+            fid=wf.output_settings(config["eval"]["fid"]),
+        log:
+            f"{R}/logs/fd_{{run}}_{{ckpt}}.log",
+        threads: wf.stage_threads(config, "cpu")
+        resources:
+            **wf.stage_resources(config, "cpu", mem_mb=16000),
+        shell:
+            "imagenet-t2i fd merge --config {CFG} --features {input.features} --reference {input.reference} "
+            "--out {output} > {log} 2>&1"
 
 else:
 

@@ -173,13 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(fdp, "train-net", "fid:cmd_fd_train_net", "train the tiny world's feature network")
     for a in ("--train", "--val", "--out"):
         sp.add_argument(a, required=True)
-    sp = leaf(fdp, "score", "fid:cmd_fd_score", "sample val captions and compare with the val images")
-    for a in ("--model", "--captions", "--reference", "--uncond", "--out"):
+    sp = leaf(fdp, "score", "fid:cmd_fd_score", "tiny world: sample val captions and compare with the val images")
+    for a in ("--model", "--captions", "--reference", "--net", "--uncond", "--out"):
         sp.add_argument(a, required=True)
-    sp.add_argument("--net", help="the tiny world's feature network (paper scale: the eval.fid weights)")
     sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
     _sampling_options(sp)
+    sp = leaf(fdp, "sample", "fid:cmd_fd_sample", "paper scale: sample one chunk of the val captions (eval.fid.chunks) "
+              "and keep the samples' features (Inception, DINOv2, CLIP, CLIPScore)")
+    for a in ("--model", "--captions", "--uncond", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--chunk", required=True, help="<index>-of-<count>, e.g. 0003-of-0010")
+    sp.add_argument("--embeddings", help=EMBEDDINGS_HELP)
+    sp.add_argument("--batch-size", type=int, default=64, help=BATCH_HELP)
+    _sampling_options(sp)
+    sp = leaf(fdp, "merge", "fid:cmd_fd_merge", "paper scale: FID and friends from the chunks' features")
+    sp.add_argument("--features", nargs="+", required=True, help="the chunk files of 'fd sample', in chunk order")
+    for a in ("--reference", "--out"):
+        sp.add_argument(a, required=True)
     sp = leaf(fdp, "reference", "fid:cmd_fd_reference", "paper scale: reference statistics of the val images, once")
     for a in ("--images", "--out"):
         sp.add_argument(a, required=True)

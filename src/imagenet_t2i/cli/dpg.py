@@ -41,12 +41,14 @@ def cmd_dpg_benchmark(args: argparse.Namespace) -> None:
 
 def cmd_dpg_sample(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.dpg.sample import sample_dpg
+    from imagenet_t2i.io import resumable_folder
 
     config = config_of(args.config, gpu=True)
     t0 = time.time()
-    n = sample_dpg(args.model, args.prompts, args.out, *eval_backends(config, args.uncond, args.embeddings),
-                   eval_sample_cfg(config, args), args.batch_size)
-    print(f"{args.out}: {n} grids written (grids of an earlier run kept)")
+    with resumable_folder(args.out) as work:  # what a killed try sampled is kept for the next
+        n = sample_dpg(args.model, args.prompts, work, *eval_backends(config, args.uncond, args.embeddings),
+                       eval_sample_cfg(config, args), args.batch_size)
+    print(f"{args.out}: {n} grids written (grids of an earlier, killed try kept)")
     provenance("dpg_sample", sampling_record(config, args),
                 {"model": args.model, "prompts": args.prompts, "uncond": args.uncond, **embeddings_input(args)},
                 args.out, t0)

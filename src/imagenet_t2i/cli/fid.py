@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imagenet_t2i.cli.common import config_of, provenance
 from imagenet_t2i.cli.sampling_args import embeddings_input, eval_backends, eval_sample_cfg, sampling_record
+from imagenet_t2i.config import ConfigError
 from imagenet_t2i.weights import weights_location
 
 
@@ -41,27 +42,64 @@ def cmd_fd_reference(args: argparse.Namespace) -> None:
                 args.out, t0)
 
 
-def _fd_paper(args: argparse.Namespace, config: dict, t0: float) -> None:
-    """FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore of one sample per val caption, streamed."""
+def cmd_fd_sample(args: argparse.Namespace) -> None:
+    """Paper scale: one chunk of the FID samples (one per val caption), kept as their features."""
+    from imagenet_t2i.chunks import chunk_range, parse_chunk
     from imagenet_t2i.encode.autoencoder import default_device
-    from imagenet_t2i.evaluation.fid.metrics import fid_report
-    from imagenet_t2i.evaluation.fid.paper import flat_scores, load_extractors
+    from imagenet_t2i.evaluation.fid.metrics import write_features
+    from imagenet_t2i.evaluation.fid.paper import load_extractors
     from imagenet_t2i.evaluation.fid.sample import caption_samples
-    from imagenet_t2i.io import write_json
 
-    fid = config["eval"]["fid"]
+    config = config_of(args.config, gpu=True)
+    fid = require_fid(config)
+    t0 = time.time()
+    index, count = parse_chunk(args.chunk)
+    items = chunk_range(fid["num_samples"], index, count)
     extractors, scorer = load_extractors(config, default_device())
     batches, captions = caption_samples(args.model, args.captions, fid["num_samples"],
                                         *eval_backends(config, args.uncond, args.embeddings),
-                                        eval_sample_cfg(config, args), args.batch_size)
-    report = fid_report(batches, extractors, {e.name: Path(args.reference) / f"{e.name}.npz" for e in extractors},
-                        k=fid["k"], batch_size=fid["batch_size"], prompts=captions, clip_scorer=scorer)
+                                        eval_sample_cfg(config, args), args.batch_size, items)
+    n = write_features(batches, extractors, args.out, batch_size=fid["batch_size"], prompts=captions,
+                       clip_scorer=scorer, meta={"captions": [items.start, items.stop]})
+    print(f"{args.out}: features of captions {items.start}..{items.stop - 1} ({n} samples, chunk {args.chunk})")
+    provenance("fd_sample", {**fid, "chunk": args.chunk, "sample": sampling_record(config, args)},
+                {"model": args.model, "captions": args.captions, **embeddings_input(args)}, args.out, t0)
+
+
+def cmd_fd_merge(args: argparse.Namespace) -> None:
+    """Paper scale: FID, FD-DINOv2, FD-CLIP, IS, PRDC and CLIPScore from the chunks' features."""
+    from imagenet_t2i.evaluation.fid.metrics import fid_report_from_features
+    from imagenet_t2i.evaluation.fid.paper import flat_scores
+    from imagenet_t2i.io import write_json
+
+    config = config_of(args.config)
+    fid = require_fid(config)
+    t0 = time.time()
+    report = fid_report_from_features(args.features, _reference_files(args.reference), k=fid["k"],
+                                      batch_size=fid["batch_size"])
     scores = flat_scores(report)
+    if scores["num_fake"] != fid["num_samples"]:
+        raise ValueError(f"{args.out}: the chunks hold {scores['num_fake']} samples, eval.fid.num_samples is "
+                         f"{fid['num_samples']}: delete the chunk files of another count and sample them again")
     write_json(args.out, scores)
-    print(f"{args.out}: FID {scores['fd']:.3f}")
-    provenance("fd", {**fid, "sample": sampling_record(config, args)},
-                {"model": args.model, "captions": args.captions, "reference": args.reference,
-                 **embeddings_input(args)}, args.out, t0)
+    print(f"{args.out}: FID {scores['fd']:.3f} from {len(args.features)} chunk(s)")
+    provenance("fd", fid, {"reference": args.reference,
+                           **{f"chunk_{i:04d}": path for i, path in enumerate(args.features)}}, args.out, t0)
+
+
+def _reference_files(folder: str) -> dict[str, Path]:
+    """The reference statistics `fd reference` wrote, by network name."""
+    paths = {p.stem: p for p in sorted(Path(folder).glob("*.npz"))}
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no reference statistics (*.npz); run 'imagenet-t2i fd reference'")
+    return paths
+
+
+def require_fid(config: dict) -> dict:
+    if not config["eval"].get("fid"):
+        raise ConfigError("config key 'eval.fid': this command is the paper-scale FID's; the tiny world's is "
+                          "'imagenet-t2i fd score'")
+    return config["eval"]["fid"]
 
 
 def cmd_fd_score(args: argparse.Namespace) -> None:
@@ -72,8 +110,8 @@ def cmd_fd_score(args: argparse.Namespace) -> None:
     config = config_of(args.config, gpu=True)
     t0 = time.time()
     if config["eval"].get("fid"):
-        _fd_paper(args, config, t0)
-        return
+        raise ConfigError("config key 'eval.fid': paper-scale FID is sampled in chunks ('imagenet-t2i fd sample') "
+                          "and merged ('imagenet-t2i fd merge'); 'fd score' is the tiny world's")
     fd = config["eval"]["fd"]
     fake = sample_captions(args.model, args.captions, fd["num_samples"],
                            *eval_backends(config, args.uncond, args.embeddings), eval_sample_cfg(config, args),

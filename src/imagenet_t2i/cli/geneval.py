@@ -34,12 +34,15 @@ def cmd_geneval_prompts(args: argparse.Namespace) -> None:
 
 def cmd_geneval_sample(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.geneval.sample import sample_geneval
+    from imagenet_t2i.io import resumable_folder
 
     config = config_of(args.config, gpu=True)
     t0 = time.time()
-    n = sample_geneval(args.model, args.prompts, args.out, *eval_backends(config, args.uncond, args.embeddings),
-                       eval_sample_cfg(config, args), config["eval"]["geneval"]["samples_per_prompt"], args.batch_size)
-    print(f"{args.out}: {n} samples written (complete prompts of an earlier run kept)")
+    with resumable_folder(args.out) as work:  # what a killed try sampled is kept for the next
+        n = sample_geneval(args.model, args.prompts, work, *eval_backends(config, args.uncond, args.embeddings),
+                           eval_sample_cfg(config, args), config["eval"]["geneval"]["samples_per_prompt"],
+                           args.batch_size)
+    print(f"{args.out}: {n} samples written (complete prompts of an earlier, killed try kept)")
     provenance("geneval_sample", sampling_record(config, args),
                 {"model": args.model, "prompts": args.prompts, "uncond": args.uncond, **embeddings_input(args)},
                 args.out, t0)

@@ -40,6 +40,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from imagenet_t2i.encode.autoencoder import make_autoencoder
+    from imagenet_t2i.io import atomic_write, resumable_folder
     from imagenet_t2i.sampling.sample import make_grid, sample_prompts, sampling_provenance
     from imagenet_t2i.shards.reader import load_uncond
 
@@ -48,15 +49,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
     prompts = prompt_lines(Path(args.prompts).read_text().splitlines() if args.prompts else sample_cfg["grid_prompts"])
     t0 = time.time()
     uncond, _ = load_uncond(args.uncond)
-    paths = sample_prompts(args.model, make_autoencoder(resolved(config, "autoencoder")),
-                           text_encoder(config, args.embeddings), uncond[0], prompts, sample_cfg, args.out,
-                           batch_size=args.batch_size)
+    with resumable_folder(args.out) as work:  # what a killed try sampled is kept for the next
+        paths = sample_prompts(args.model, make_autoencoder(resolved(config, "autoencoder")),
+                               text_encoder(config, args.embeddings), uncond[0], prompts, sample_cfg, work,
+                               batch_size=args.batch_size)
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in paths] if args.grid else []
     inputs = {"model": args.model, "uncond": args.uncond, **embeddings_input(args)}
     record = {**sample_cfg, **sampling_provenance(args.batch_size)}
     if args.grid:
-        from imagenet_t2i.io import atomic_write
-
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
         with atomic_write(args.grid, "wb") as f:
             make_grid(images, prompts, sample_cfg["samples_per_prompt"]).save(f, format="PNG")
         provenance("sample", record, inputs, args.grid, t0)

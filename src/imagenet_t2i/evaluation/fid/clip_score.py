@@ -67,11 +67,12 @@ class ClipScoreTotals:
         self.pairs += len(scores)
         self.truncated += int(truncated.sum())
 
-    def result(self, scorer: ClipScorer) -> dict:
+    def result(self, network: dict) -> dict:
+        """The mean score and counts; ``network`` is the scorer's description."""
         if self.pairs == 0:
             raise ValueError("CLIPScore: no (image, prompt) pairs")
         return {"clip_score": self.total / self.pairs, "num_pairs": self.pairs, "num_truncated": self.truncated,
-                "network": scorer.describe()}
+                "network": network}
 
 
 def load_clip_scorer(path: str | os.PathLike, sha256: str | None = None,

@@ -8,6 +8,7 @@ and ``fid_report`` refuses reference statistics computed with another network or
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from imagenet_t2i.evaluation.fid.clip_score import ClipScorer, ClipScoreTotals
 from imagenet_t2i.evaluation.fid.fd import frechet_distance, prdc
 from imagenet_t2i.evaluation.fid.feature_stats import (SAMPLE_CAP, ReferenceStats, Reservoir, RunningStats,
                                                        inception_score, load_reference_stats, save_reference_stats)
+from imagenet_t2i.io import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Description keys that must agree between a reference cache and the extractor (the weights path may not).
@@ -69,51 +71,148 @@ def image_batches(images: Iterable[np.ndarray], batch_size: int) -> Iterator[tor
 
 
 class FeatureAccumulator:
-    """Per extractor: running mean / covariance of its features, a PRDC reservoir and, when the extractor
+    """Per feature network: running mean / covariance of its features, a PRDC reservoir and, when the network
     gives them, the Inception logits (float32, 4 KB per image: 200 MB at 50k; the IS shuffles all of them)."""
 
-    def __init__(self, extractor: FeatureExtractor, sample_cap: int, seed: int) -> None:
-        self.extractor, self.stats, self.sample = extractor, RunningStats(), Reservoir(sample_cap, seed)
+    def __init__(self, network: dict, sample_cap: int, seed: int) -> None:
+        self.network, self.stats, self.sample = network, RunningStats(), Reservoir(sample_cap, seed)
         self.logits: list[np.ndarray] = []
 
-    @torch.no_grad()
-    def update(self, images: torch.Tensor) -> None:
-        param = next(iter(self.extractor.parameters()), None)  # extractors are nn.Modules
-        out = self.extractor(images.to(param.device) if param is not None else images)
-        feats = out[self.extractor.feature_key].float().cpu().numpy()  # (B, F)
+    def add(self, feats: np.ndarray, logits: np.ndarray | None = None) -> None:
+        """One batch of features (B, F) and, for the IS, its logits (B, 1008)."""
         self.stats.update(feats)
         self.sample.update(feats)
-        if "logits_unbiased" in out:
-            self.logits.append(out["logits_unbiased"].float().cpu().numpy())  # (B, 1008)
+        if logits is not None:
+            self.logits.append(logits)
 
     def reference(self, reference_set: str) -> ReferenceStats:
-        meta = {**self.extractor.describe(), "reference_set": reference_set, "sample_cap": self.sample.cap}
+        meta = {**self.network, "reference_set": reference_set, "sample_cap": self.sample.cap}
         return ReferenceStats(self.stats.mean, self.stats.cov, self.stats.count, self.sample.sample, meta)
+
+
+@torch.no_grad()
+def extract(extractor: FeatureExtractor, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 images (B, 3, H, W) -> float32 features (B, F) and the Inception logits (B, 1008) or None."""
+    param = next(iter(extractor.parameters()), None)  # extractors are nn.Modules
+    out = extractor(images.to(param.device) if param is not None else images)
+    logits = out.get("logits_unbiased")
+    return (out[extractor.feature_key].float().cpu().numpy(),
+            None if logits is None else logits.float().cpu().numpy())
+
+
+def _check_prompts(prompts: Iterable[str] | None, clip_scorer: ClipScorer | None) -> Iterator[str] | None:
+    if (prompts is None) != (clip_scorer is None):
+        raise ValueError("CLIPScore needs both prompts and clip_scorer")
+    return iter(prompts) if prompts is not None else None
+
+
+def _batch_prompts(prompt_iter: Iterator[str], n: int) -> list[str]:
+    texts = [next(prompt_iter, None) for _ in range(n)]
+    if None in texts:
+        raise ValueError("fewer prompts than images")
+    return texts
+
+
+def _check_names(extractors: Sequence[FeatureExtractor]) -> None:
+    if len({e.name for e in extractors}) != len(extractors):
+        raise ValueError(f"extractor names must differ, got {[e.name for e in extractors]}")
 
 
 def accumulate(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], batch_size: int = 64,
                sample_cap: int = SAMPLE_CAP, seed: int = 0, prompts: Iterable[str] | None = None,
                clip_scorer: ClipScorer | None = None) -> tuple[dict[str, FeatureAccumulator], ClipScoreTotals | None]:
     """One pass over ``images`` feeding every extractor (and CLIPScore with ``prompts``, one per image)."""
-    accs = {e.name: FeatureAccumulator(e, sample_cap, seed) for e in extractors}
-    if len(accs) != len(extractors):
-        raise ValueError(f"accumulate: extractor names must differ, got {[e.name for e in extractors]}")
-    if (prompts is None) != (clip_scorer is None):
-        raise ValueError("accumulate: CLIPScore needs both prompts and clip_scorer")
+    _check_names(extractors)
+    prompt_iter = _check_prompts(prompts, clip_scorer)
+    accs = {e.name: FeatureAccumulator(e.describe(), sample_cap, seed) for e in extractors}
     totals = ClipScoreTotals() if clip_scorer is not None else None
-    prompt_iter = iter(prompts) if prompts is not None else None
     for batch in image_batches(images, batch_size):
-        for acc in accs.values():
-            acc.update(batch)
+        for e in extractors:
+            accs[e.name].add(*extract(e, batch))
         if clip_scorer is not None:
-            texts = [next(prompt_iter, None) for _ in range(len(batch))]
-            if None in texts:
-                raise ValueError("accumulate: fewer prompts than images")
             with torch.no_grad():
-                totals.update(*clip_scorer(batch, texts))
+                totals.update(*clip_scorer(batch, _batch_prompts(prompt_iter, len(batch))))
     if prompt_iter is not None and next(prompt_iter, None) is not None:
-        raise ValueError("accumulate: more prompts than images")
+        raise ValueError("more prompts than images")
     return accs, totals
+
+
+def write_features(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], path: str | os.PathLike,
+                   batch_size: int = 64, prompts: Iterable[str] | None = None, clip_scorer: ClipScorer | None = None,
+                   meta: dict | None = None) -> int:
+    """Every image's features (and Inception logits, CLIPScore and truncation flag) in one ``.npz``, written
+    atomically: one chunk of a FID sampled by several jobs, merged by `fid_report_from_features`. Returns the
+    image count. About 20 KB per image with Inception, DINOv2 and CLIP (1 GB for FID-50k)."""
+    _check_names(extractors)
+    prompt_iter = _check_prompts(prompts, clip_scorer)
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in image_batches(images, batch_size):
+        for e in extractors:
+            feats, logits = extract(e, batch)
+            parts.setdefault(f"{e.name}.features", []).append(feats)
+            if logits is not None:
+                parts.setdefault(f"{e.name}.logits", []).append(logits)
+        if clip_scorer is not None:
+            with torch.no_grad():
+                scores, truncated = clip_scorer(batch, _batch_prompts(prompt_iter, len(batch)))
+            parts.setdefault("clip_score.scores", []).append(scores.double().numpy())
+            parts.setdefault("clip_score.truncated", []).append(truncated.numpy().astype(bool))
+    if prompt_iter is not None and next(prompt_iter, None) is not None:
+        raise ValueError("more prompts than images")
+    if not parts:
+        raise ValueError(f"{path}: no images to extract features from")
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    networks = {e.name: e.describe() for e in extractors}
+    if clip_scorer is not None:
+        networks["clip_score"] = clip_scorer.describe()
+    header = {"networks": networks, "count": len(next(iter(arrays.values()))), **(meta or {})}
+    with atomic_write(path, "wb") as f:
+        np.savez(f, header=np.array(json.dumps(header, sort_keys=True)), **arrays)
+    return header["count"]
+
+
+def read_features(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, np.ndarray], dict]:
+    """The chunks of `write_features`, concatenated in the given order, and the networks they were made with
+    (every chunk must name the same networks: a chunk made with other weights or preprocessing is refused)."""
+    arrays: dict[str, list[np.ndarray]] = {}
+    networks = None
+    for path in paths:
+        with np.load(path) as data:
+            header = json.loads(str(data["header"]))
+            if networks is not None and header["networks"] != networks:
+                raise ValueError(f"{path}: its features were made with other networks than {paths[0]}'s; "
+                                 "delete the chunk files made with old settings and sample them again")
+            networks = header["networks"]
+            for key in data.files:
+                if key != "header":
+                    arrays.setdefault(key, []).append(data[key])
+    if networks is None:
+        raise ValueError("read_features: no chunk files")
+    return {k: np.concatenate(v) for k, v in arrays.items()}, networks
+
+
+def fid_report_from_features(paths: Sequence[str | os.PathLike],
+                             reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int = 3,
+                             batch_size: int = 64, sample_cap: int = SAMPLE_CAP, seed: int = 0) -> dict:
+    """`fid_report` of the images whose features the chunk files hold, in order: fed in batches of
+    ``batch_size`` across chunk boundaries, so the report is bit for bit that of one pass over the same features
+    with the same ``batch_size``, whatever the chunking (the features themselves can differ in the last bits
+    where a chunk cuts a batch differently: GPU kernels, CLIP's padding of a batch's prompts)."""
+    arrays, networks = read_features(paths)
+    clip_network = networks.pop("clip_score", None)
+    refs = _load_references(networks, reference)
+    accs = {name: FeatureAccumulator(network, sample_cap, seed) for name, network in networks.items()}
+    totals = ClipScoreTotals() if clip_network is not None else None
+    count = len(arrays[f"{next(iter(networks))}.features"]) if networks else len(arrays["clip_score.scores"])
+    for start in range(0, count, batch_size):
+        rows = slice(start, start + batch_size)
+        for name, acc in accs.items():
+            logits = arrays.get(f"{name}.logits")
+            acc.add(arrays[f"{name}.features"][rows], None if logits is None else logits[rows])
+        if totals is not None:
+            totals.update(torch.from_numpy(arrays["clip_score.scores"][rows]),
+                          torch.from_numpy(arrays["clip_score.truncated"][rows]))
+    return _report(accs, totals, clip_network, refs, reference, k, sample_cap)
 
 
 def write_reference_stats(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], reference_set: str,
@@ -136,28 +235,26 @@ def _check_comparable(name: str, ref: ReferenceStats, network: dict) -> None:
                          "recompute them with this network and preprocessing")
 
 
-def fid_report(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor],
-               reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int = 3, batch_size: int = 64,
-               sample_cap: int = SAMPLE_CAP, seed: int = 0, prompts: Iterable[str] | None = None,
-               clip_scorer: ClipScorer | None = None) -> dict:
-    """Every metric of the generated ``images`` in one streaming pass. Per extractor (keyed by its name):
-    FD against ``reference[name]`` (a stats file or loaded stats), PRDC with k-NN on the bounded samples,
-    the Inception Score where the extractor gives logits, the network description, reference set and counts.
-    ``reference[name] = None`` asks for no reference metrics (the IS alone). With ``prompts`` and
-    ``clip_scorer``: "clip_score" as well."""
+def _load_references(networks: Mapping[str, dict],
+                     reference: Mapping[str, str | os.PathLike | ReferenceStats | None]) -> dict:
     refs: dict[str, ReferenceStats | None] = {}
-    for e in extractors:
-        if e.name not in reference:
-            raise ValueError(f"fid_report: no reference statistics for {e.name!r} (given: {sorted(reference)}); "
+    for name, network in networks.items():
+        if name not in reference:
+            raise ValueError(f"fid_report: no reference statistics for {name!r} (given: {sorted(reference)}); "
                              "pass None for metrics without a reference")
-        ref = reference[e.name]
-        refs[e.name] = ref if ref is None or isinstance(ref, ReferenceStats) else load_reference_stats(ref)
-        if refs[e.name] is not None:
-            _check_comparable(e.name, refs[e.name], e.describe())
-    accs, totals = accumulate(images, extractors, batch_size, sample_cap, seed, prompts, clip_scorer)
+        ref = reference[name]
+        refs[name] = ref if ref is None or isinstance(ref, ReferenceStats) else load_reference_stats(ref)
+        if refs[name] is not None:
+            _check_comparable(name, refs[name], network)
+    return refs
+
+
+def _report(accs: Mapping[str, FeatureAccumulator], totals: ClipScoreTotals | None, clip_network: dict | None,
+            refs: Mapping[str, ReferenceStats | None],
+            reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int, sample_cap: int) -> dict:
     report: dict = {}
     for name, acc in accs.items():
-        entry: dict = {"network": acc.extractor.describe(), "num_samples": acc.stats.count}
+        entry: dict = {"network": acc.network, "num_samples": acc.stats.count}
         ref = refs[name]
         if ref is not None:
             entry.update({"fd": frechet_distance(acc.stats.mean, acc.stats.cov, ref.mu, ref.sigma),
@@ -170,5 +267,20 @@ def fid_report(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtract
             entry.update(inception_score(np.concatenate(acc.logits)), is_splits=10)
         report[name] = entry
     if totals is not None:
-        report["clip_score"] = totals.result(clip_scorer)
+        report["clip_score"] = totals.result(clip_network)
     return report
+
+
+def fid_report(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor],
+               reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int = 3, batch_size: int = 64,
+               sample_cap: int = SAMPLE_CAP, seed: int = 0, prompts: Iterable[str] | None = None,
+               clip_scorer: ClipScorer | None = None) -> dict:
+    """Every metric of the generated ``images`` in one streaming pass. Per extractor (keyed by its name):
+    FD against ``reference[name]`` (a stats file or loaded stats), PRDC with k-NN on the bounded samples,
+    the Inception Score where the extractor gives logits, the network description, reference set and counts.
+    ``reference[name] = None`` asks for no reference metrics (the IS alone). With ``prompts`` and
+    ``clip_scorer``: "clip_score" as well."""
+    refs = _load_references({e.name: e.describe() for e in extractors}, reference)
+    accs, totals = accumulate(images, extractors, batch_size, sample_cap, seed, prompts, clip_scorer)
+    return _report(accs, totals, clip_scorer.describe() if clip_scorer is not None else None, refs, reference, k,
+                   sample_cap)

@@ -15,12 +15,17 @@ from imagenet_t2i.sampling.sample import generate, model_objective, sample_seed
 
 
 def caption_samples(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
-                    text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict,
-                    batch_size: int = 64) -> tuple[Iterator[np.ndarray], list[str]]:
-    """One sample per caption for the first ``num`` captions, streamed as uint8 batches (B, H, W, 3), and the
-    captions; caption i is sample 0 of prompt i under seed ``sample.seed + 1``."""
-    captions = [r["caption"] for r in read_jsonl(captions_path)[:num]]
-    seeds = [sample_seed(sample_cfg["seed"] + 1, i, 0) for i in range(len(captions))]
+                    text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict, batch_size: int = 64,
+                    items: range | None = None) -> tuple[Iterator[np.ndarray], list[str]]:
+    """One sample per caption for the first ``num`` captions (or those of ``items``, one chunk of them), streamed
+    as uint8 batches (B, H, W, 3), and the captions; caption i is sample 0 of prompt i under seed
+    ``sample.seed + 1``, whichever chunk samples it."""
+    rows = read_jsonl(captions_path)[:num]
+    items = range(len(rows)) if items is None else items
+    if items.stop > len(rows):
+        raise ValueError(f"{captions_path}: {len(rows)} captions, fewer than the {items.stop} asked for")
+    captions = [rows[i]["caption"] for i in items]
+    seeds = [sample_seed(sample_cfg["seed"] + 1, i, 0) for i in items]
     batches = generate(load_pretrained(model_dir), autoencoder, text_encoder, uncond, captions, seeds, sample_cfg,
                        model_objective(model_dir), batch_size, progress=True)
     return batches, captions
