@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import torch.distributed as dist
 
 from imagenet_t2i.config import per_rank_batch, run_shard_sets
 from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss
@@ -156,7 +157,9 @@ class Training:
         self_cond = tcfg["self_cond_rate"] if arch == "cad_i" else 0.0
         if main:
             print(f"[{cfg['name']}] {arch}: {n_params:,} parameters, {total} steps, global batch {tcfg['batch_size']} = "
-                  f"{world} rank(s) x {accumulation} accumulation x {micro} on {acc.device}, data {sets}", flush=True)
+                  f"{world} rank(s) x {accumulation} accumulation x {micro} on {acc.device} ({acc.distributed_type.value}"
+                  f"{', ' + dist.get_backend() if dist.is_initialized() else ''}, {acc.mixed_precision}), data {sets}",
+                  flush=True)
 
         def summary(**extra: object) -> dict:
             """What this rank did: the step, the batch layout and the part of every shard set it read."""
