@@ -74,9 +74,6 @@ def smoke_config(device: str, steps: int) -> dict:
     return config
 
 
-    return {path.name: load_file(path) for path in sorted(folder.glob("*.safetensors"))} | {}
-
-
 def compare(a: Path, b: Path) -> tuple[bool, float]:
     """Whether two model folders hold bit-identical tensors, and the largest absolute difference."""
     from safetensors.torch import load_file
