@@ -97,11 +97,13 @@ def stages(check: Check, device: str, steps: int) -> None:
     check.cli("fake ImageNet", "fake-imagenet", *cfg, "--out", f"{R}/imagenet")
     check.cli("source train", "source", *cfg, "--split", "train", "--out", f"{R}/data/train")
     check.cli("captions (LLaVA, TA)", "captions", *cfg, "--images", f"{R}/data/train", "--kind", "ta", "--chunk",
-              "0000-of-0001", "--weights", f"{R}/weights/llava", "--out", f"{R}/captions/parts/train_ta/0000-of-0001.jsonl")
+              "0000-of-0001", "--weights", f"{R}/weights/llava", "--out",
+              f"{R}/captions/parts/train_ta/0000-of-0001.jsonl")
     check.cli("captions merge", "captions-merge", "--parts", f"{R}/captions/parts/train_ta/0000-of-0001.jsonl",
               "--out", f"{R}/captions/train_ta.jsonl")
     check.cli("shards (VAE + T5)", "shards", *cfg, "--images", f"{R}/data/train", "--captions",
-              f"{R}/captions/train_ta.jsonl", "--chunk", "0000-of-0001", "--out", f"{R}/shards/parts/train_ta/0000-of-0001")
+              f"{R}/captions/train_ta.jsonl", "--chunk", "0000-of-0001", "--out",
+              f"{R}/shards/parts/train_ta/0000-of-0001")
     check.cli("shards merge", "shards-merge", "--parts", f"{R}/shards/parts/train_ta/0000-of-0001", "--out",
               f"{R}/shards/train_ta")
     # One rank under torch.distributed: accelerate starts the NCCL process group on CUDA (gloo would serve a CPU).
@@ -115,14 +117,15 @@ def stages(check: Check, device: str, steps: int) -> None:
                   f"{R}/state/{run}", env=ddp)
         check.cli(f"train {run}: {steps} uninterrupted", "train", *common, "--out", f"{R}/runs/{run}_whole",
                   "--state", f"{R}/state/{run}_whole", env=ddp)
-        bitwise, worst = compare(check.work / R / "runs" / run / "final", check.work / R / "runs" / f"{run}_whole" / "final")
+        runs = check.work / R / "runs"
+        bitwise, worst = compare(runs / run / "final", runs / f"{run}_whole" / "final")
         check.note(f"{run}: resumed == uninterrupted", 0.0,
                    "bitwise" if bitwise else f"NOT bitwise: max |diff| {worst:.3g}")
         logs = "\n".join(p.read_text() for p in (check.work / R / "state" / run).rglob("*.out"))
         found = re.search(r" on (\S+) \(([^)]*)\)", out + logs)
         check.note(f"{run}: device (distributed, precision)", 0.0, " ".join(found.groups()) if found else "not found")
-        check.cli(f"sample {run}", "sample", *cfg, "--model", f"{R}/runs/{run}/final", "--uncond", f"{R}/shards/train_ta",
-                  "--out", f"{R}/samples/{run}/images", "--grid", f"{R}/samples/{run}/grid.png")
+        check.cli(f"sample {run}", "sample", *cfg, "--model", f"{R}/runs/{run}/final", "--uncond",
+                  f"{R}/shards/train_ta", "--out", f"{R}/samples/{run}/images", "--grid", f"{R}/samples/{run}/grid.png")
 
 
 def benchmarks(check: Check, device: str, size: str, budget_s: float) -> None:
