@@ -101,6 +101,12 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     assert out.count("geneval/official.py --images") == len(evaluated)  # the official scripts, in their conda envs
     assert out.count("dpg/official.py --grids") == len(evaluated)
     assert "geneval/official.py --images results/paper/eval/released_cad_i/geneval/images" in out
+    # CLIP loaded as GenEval loads it (the tag, the downloaded file's folder as open_clip's cache); the mmdet config
+    # from the installed mmdet (paper.yaml: mmdet_config null)
+    models = ("--checkpoint results/paper/weights/mask2former_mmdet/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_"
+              "20220504_001756-743b7d99.pth --clip-pretrained openai --clip-cache-dir "
+              "results/paper/weights/open_clip_vit_l14 --meta")
+    assert out.count(models) == len(evaluated), out[out.find("geneval/official.py"):][:600]
     released = paper["eval"]["released"]
     options = f"--steps {released['steps']} --guidance {released['guidance']} --clamp {released['clamp']}"
     assert out.count(options) == 2 + paper["eval"]["fid"]["chunks"]  # GenEval, DPG and the FID chunks of the released

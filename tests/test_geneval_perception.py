@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -332,3 +335,54 @@ def test_official_script_stands_alone():
     with pytest.raises(SystemExit) as exit_info:
         geneval_official.main(["--help"])
     assert exit_info.value.code == 0
+
+
+class _StandInOpenClip(types.ModuleType):
+    """``open_clip`` as far as the official script uses it (the real package needs torch < 2.2 and cannot be
+    installed beside ours): records the loading arguments and, like open_clip 2.20 given a file as ``pretrained``,
+    fails on one (it builds the plain-GELU model and ``torch.load``s a TorchScript archive)."""
+
+    def __init__(self) -> None:
+        super().__init__("open_clip")
+        self.calls: list[dict] = []
+
+    def create_model_and_transforms(self, name: str, pretrained: str, device: str, cache_dir: str | None = None):
+        self.calls.append({"name": name, "pretrained": pretrained, "device": device, "cache_dir": cache_dir})
+        if os.path.exists(pretrained):
+            raise RuntimeError(f"{pretrained} is a TorchScript archive, not a state dict")
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            return torch.ones(len(x), 4)
+
+        model = types.SimpleNamespace(eval=lambda: None, encode_text=encode, encode_image=encode)
+        return model, None, lambda image: torch.zeros(3, 4, 4)
+
+    def get_tokenizer(self, name: str):
+        return lambda texts: torch.zeros(len(texts), 77, dtype=torch.long)
+
+
+def test_official_geneval_loads_clip_as_geneval_does(tmp_path, monkeypatch):
+    """`pretrained="openai"` with the downloaded file's folder as open_clip's cache, never the file itself."""
+    stand_in = _StandInOpenClip()
+    monkeypatch.setitem(sys.modules, "open_clip", stand_in)
+    (tmp_path / "ViT-L-14.pt").write_bytes(b"torchscript")
+    classify = geneval_official.load_open_clip_classifier("ViT-L-14", "openai", "cpu", amp=False,
+                                                           cache_dir=str(tmp_path))
+    assert stand_in.calls == [{"name": "ViT-L-14", "pretrained": "openai", "device": "cpu", "cache_dir": str(tmp_path)}]
+    assert classify.weights("dog").shape[-1] == len(COLORS)
+    with pytest.raises(ValueError, match="is a file; give the tag 'openai'"):
+        geneval_official.load_open_clip_classifier("ViT-L-14", str(tmp_path / "ViT-L-14.pt"), "cpu")
+    assert len(stand_in.calls) == 1  # refused before open_clip could load it wrongly
+
+
+def test_official_geneval_finds_the_mmdet_config_in_the_installed_mmdet(tmp_path, monkeypatch):
+    package = tmp_path / "mmdetection" / "mmdet"
+    package.mkdir(parents=True)
+    monkeypatch.setitem(sys.modules, "mmdet", types.SimpleNamespace(__file__=str(package / "__init__.py")))
+    with pytest.raises(FileNotFoundError, match="no source tree with configs/"):
+        geneval_official.mmdet_config_path()
+    config = tmp_path / "mmdetection" / "configs" / "mask2former" / f"{geneval_official.CONFIG_NAME}.py"
+    config.parent.mkdir(parents=True)
+    config.write_text("model = dict()\n")
+    assert geneval_official.mmdet_config_path() == str(config)
+    assert geneval_official.mmdet_config_path("other.py") == "other.py"

@@ -237,6 +237,16 @@ def weights_file(config: dict, name: str | None) -> str:
     return file_of(config, name) if name else ""
 
 
+def official_geneval_args(config: dict) -> str:
+    """The official GenEval script's model arguments: the mmdet 2.x checkpoint, CLIP as GenEval loads it (the tag
+    ``openai``, its file's folder as open_clip's cache) and ``--config`` only where ``eval.geneval.mmdet_config``
+    overrides the installed mmdet's own config."""
+    geneval = config["eval"]["geneval"]
+    clip_dir = str(Path(weights_file(config, geneval["clip"])).parent)
+    args = f"--checkpoint {weights_file(config, geneval['detector'])} --clip-pretrained openai --clip-cache-dir {clip_dir}"
+    return f"{args} --config {geneval['mmdet_config']}" if geneval.get("mmdet_config") else args
+
+
 def all_weights(config: dict) -> list[str]:
     """Every fetched weights folder of the config (the ``download_weights`` target)."""
     return named_weights(config, *config.get("weights", {}))

@@ -57,9 +57,7 @@ if config["eval"]["perception"] == "official":
         params:
             code=wf.script_code(config, "evaluation.geneval.official"),
             script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/geneval/official.py",
-            mmdet_config=config["eval"]["geneval"].get("mmdet_config"),
-            checkpoint=wf.weights_file(config, config["eval"]["geneval"].get("detector")),
-            clip=wf.weights_file(config, config["eval"]["geneval"].get("clip")),
+            models=wf.official_geneval_args(config),
         conda:
             "../../envs/geneval.yaml"
         log:
@@ -68,8 +66,8 @@ if config["eval"]["perception"] == "official":
         resources:
             **wf.stage_resources(config, "gpu", mem_mb=16000),
         shell:
-            "python {params.script} --images {input.images} --out {output.detections} --config {params.mmdet_config} "
-            "--checkpoint {params.checkpoint} --clip-pretrained {params.clip} --meta {output.meta} > {log} 2>&1"
+            "python {params.script} --images {input.images} --out {output.detections} {params.models} "
+            "--meta {output.meta} > {log} 2>&1"
 
 else:
 

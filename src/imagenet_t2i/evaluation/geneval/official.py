@@ -14,8 +14,14 @@ colour crop and colour math, and the driver with stand-in models.
 
 Run inside the GenEval environment, from the repository root:
     python src/imagenet_t2i/evaluation/geneval/official.py --images ROOT --out DETECTIONS.jsonl \
-        --config <mmdet 2.x>/configs/mask2former/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.py \
-        --checkpoint mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth
+        --checkpoint mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth \
+        --clip-cache-dir DIR_HOLDING_ViT-L-14.pt
+
+Models are loaded as GenEval's ``evaluate_images.py`` loads them: the mmdet config from the installed mmdet's
+source tree (``<mmdet>/../configs/mask2former/...``, unless ``--config`` names one) and CLIP as
+``open_clip.create_model_and_transforms("ViT-L-14", pretrained="openai")``, which builds the QuickGELU model and
+reads OpenAI's TorchScript file ``ViT-L-14.pt`` from ``--clip-cache-dir`` (open_clip checks its sha256 against
+the URL's), downloading it there only when it is absent.
 
 Output (eval-spec "Our file formats"): one line per image of the layout, in sorted order,
 ``{"image", "detections": [{"class", "box": [x1, y1, x2, y2], "score", "color"?, "color_scores"?}]}``
@@ -53,7 +59,7 @@ BACKGROUND = "#999999"  # the official ``bgcolor`` "#999"
 COLOUR_POLICY = "every detection with a non-empty mask of each class the prompt asks a colour of"
 CONFIG_NAME = "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco"
 CHECKPOINT_NAME = "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth"
-MMDET3_CHECKPOINT_TAG = "c9d0c4f2"  # GenEval's download script fetches this mmdet 3.x file: wrong keys for 2.x
+MMDET3_CHECKPOINT_TAG = "c9d0c4f2"  # the mmdet 3.x file GenEval's download script fetched before 2024-07: wrong keys
 OBJECT_NAMES = Path(__file__).resolve().parent / "data" / "object_names.txt"
 # GenEval names that COCO (and so every COCO-trained detector's label list) spells differently.
 COCO_SPELLINGS = {"computer mouse": "mouse", "tv remote": "remote", "computer keyboard": "keyboard"}
@@ -294,12 +300,25 @@ def perceive_folder(root: str | os.PathLike, out_path: str | os.PathLike, detect
 
 # ---------------------------------------------------------------- official models (GenEval environment only)
 
+def mmdet_config_path(config: Optional[str] = None) -> str:
+    """``config``, or GenEval's choice: the Mask2Former config of the installed mmdet's source tree."""
+    if config:
+        return config
+    import mmdet
+
+    path = Path(mmdet.__file__).resolve().parent.parent / "configs" / "mask2former" / f"{CONFIG_NAME}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the installed mmdet has no source tree with configs/ (install mmdet 2.27 "
+                                "from its git clone, as envs/geneval.post-deploy.sh does), or pass --config")
+    return str(path)
+
+
 def load_mmdet_detector(config: str, checkpoint: str, names: Sequence[str], device: str) -> DetectFn:
     """Mask2Former through mmdet 2.x ``init_detector`` / ``inference_detector`` (which reads the file itself)."""
     from mmdet.apis import inference_detector, init_detector
 
     if MMDET3_CHECKPOINT_TAG in Path(checkpoint).name:
-        raise ValueError(f"{checkpoint} is the mmdet 3.x checkpoint GenEval's download script fetches; mmdet 2.x "
+        raise ValueError(f"{checkpoint} is the mmdet 3.x checkpoint GenEval's download script fetched until 2024-07; mmdet 2.x "
                          f"loads it with missing keys (geneval issue #8). Use {CHECKPOINT_NAME}")
     model = init_detector(config, checkpoint, device=device)
     coco_class_names(list(model.CLASSES), names)
@@ -310,12 +329,19 @@ def load_mmdet_detector(config: str, checkpoint: str, names: Sequence[str], devi
     return detect
 
 
-def load_open_clip_classifier(model_name: str, pretrained: str, device: str, amp: bool = True,
-                              batch_size: int = 16) -> ColourClassifier:
-    """open_clip ``model_name`` with ``pretrained`` weights (a tag such as "openai", or a file)."""
+def load_open_clip_classifier(model_name: str, pretrained: str, device: str, amp: bool = True, batch_size: int = 16,
+                              cache_dir: Optional[str] = None) -> ColourClassifier:
+    """open_clip ``model_name`` with the ``pretrained`` tag ("openai", as GenEval), its file found in (or downloaded
+    to) ``cache_dir``. A file path as ``pretrained`` is refused: open_clip 2.20 would build ``CLIP(**ViT-L-14.json)``
+    with plain GELU instead of OpenAI's QuickGELU and ``torch.load`` the TorchScript archive, which fails (and a
+    converted state dict would load silently into the wrong activation: wrong colour labels)."""
+    if os.path.sep in pretrained or os.path.isfile(pretrained) or pretrained.endswith((".pt", ".pth", ".bin")):
+        raise ValueError(f"--clip-pretrained {pretrained!r} is a file; give the tag 'openai' and the file's folder as "
+                         "--clip-cache-dir (open_clip then loads it as OpenAI's model, QuickGELU, checking its sha256)")
     import open_clip
 
-    model, _, transform = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
+    model, _, transform = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device,
+                                                                cache_dir=cache_dir)
     model.eval()
     tokenizer = open_clip.get_tokenizer(model_name)
     return ColourClassifier(lambda texts: model.encode_text(tokenizer(texts).to(device)),
@@ -335,25 +361,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="GenEval perception with the official models (GenEval environment).")
     parser.add_argument("--images", required=True, help="GenEval image root (<root>/<00000>/samples/<0000>.png)")
     parser.add_argument("--out", required=True, help="detections JSONL to write")
-    parser.add_argument("--config", required=True, help=f"mmdet 2.x config {CONFIG_NAME}.py")
+    parser.add_argument("--config", help=f"mmdet 2.x config {CONFIG_NAME}.py (default: the installed mmdet's, as GenEval)")
     parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_NAME)
     parser.add_argument("--clip-model", default="ViT-L-14")
-    parser.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag or weights file")
+    parser.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag (GenEval: openai)")
+    parser.add_argument("--clip-cache-dir", help="folder holding the tag's file (ViT-L-14.pt); default open_clip's")
     parser.add_argument("--object-names", default=str(OBJECT_NAMES))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--meta", default=None, help="meta record path (default <out>.meta.json)")
     args = parser.parse_args(argv)
     names = read_names(args.object_names)
-    detect = load_mmdet_detector(args.config, args.checkpoint, names, args.device)
-    classify = load_open_clip_classifier(args.clip_model, args.clip_pretrained, args.device, batch_size=args.batch_size)
-    clip_file = os.path.isfile(args.clip_pretrained)
+    config = mmdet_config_path(args.config)
+    detect = load_mmdet_detector(config, args.checkpoint, names, args.device)
+    classify = load_open_clip_classifier(args.clip_model, args.clip_pretrained, args.device, batch_size=args.batch_size,
+                                         cache_dir=args.clip_cache_dir)
+    clip_file = Path(args.clip_cache_dir or "", f"{args.clip_model}.pt")
     description = {
         "perception": "official",
-        "detector": {"config": args.config, "config_sha256": sha256_file(args.config),
+        "detector": {"config": config, "config_sha256": sha256_file(config),
                      "checkpoint": args.checkpoint, "checkpoint_sha256": sha256_file(args.checkpoint)},
         "colour_model": {"open_clip_model": args.clip_model, "pretrained": args.clip_pretrained,
-                         "pretrained_sha256": sha256_file(args.clip_pretrained) if clip_file else None},
+                         "cache_dir": args.clip_cache_dir,
+                         "file_sha256": sha256_file(clip_file) if args.clip_cache_dir and clip_file.is_file() else None},
         "object_names_sha256": sha256_file(args.object_names), "versions": _versions(),
     }
     meta = perceive_folder(args.images, args.out, detect, classify, description, args.meta)
