@@ -5,6 +5,7 @@ train rule submits a 2-task submitit job (gloo DDP) and watches it; preemption i
 `scancel --signal=USR2`, resume a real `scontrol requeue`.
 """
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.slurm
 
 SCRIPTS = REPO / "tests" / "slurm_cluster"
 SLURM_DIR = "/tmp/imagenet-t2i-slurm"
+ACCOUNT = "proj42"  # tests/data/slurm.yaml's
 PLUGIN_FLAGS = ["--slurm-init-seconds-before-status-checks", "2"]  # the default 40 s per check is for real clusters
 
 
@@ -49,6 +51,9 @@ def slurm_env():
         pytest.skip(message)
     env["HF_HUB_OFFLINE"] = env["TRANSFORMERS_OFFLINE"] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # imagenet-t2i and snakemake
+    # tests/data/slurm.yaml's cluster.account: the SLURM executor plugin refuses an account sacctmgr does not list
+    for argv in (["add", "account", ACCOUNT], ["add", "user", pwd.getpwuid(os.geteuid()).pw_name, f"account={ACCOUNT}"]):
+        subprocess.run(["sacctmgr", "-i", *argv], env=env, capture_output=True, text=True, timeout=60, check=True)
     yield env
     subprocess.run(["bash", str(SCRIPTS / "stop_slurm.sh")], env={**env, "WIPE": "1"}, capture_output=True,
                    timeout=120)
@@ -131,19 +136,21 @@ def test_two_task_training_job_runs_on_slurm_through_snakemake(trained, slurm_en
     fields = {r.split("|")[0]: r.split("|")[1:] for r in rows}
     assert fields[str(prov["job"]["id"])][0] == "COMPLETED", rows
     assert fields[f"{prov['job']['id']}.0"] == ["COMPLETED", "2", "4"], rows  # the 2 DDP ranks, 2 CPUs each
+    assert _sacct(slurm_env, str(prov["job"]["id"]), "Partition,Account") == ["gpu|proj42"]
     assert (run / "final" / "model.safetensors").exists()
 
 
 def test_a_data_rule_runs_as_a_slurm_job_with_its_declared_resources(trained, slurm_env):
-    """A `shards_chunk` job asks for the gpu stage (1 GPU, 1 CPU, 2000 MB, 10 min) in the partition set once at the top
-    of ``cluster:`` (not the cluster's default): sacct shows what SLURM granted."""
+    """A `shards_chunk` job asks for the gpu stage (1 GPU, 1 CPU, 2000 MB, 10 min) in the partition and account set
+    once at the top of ``cluster:`` (not the cluster's defaults): sacct shows what SLURM granted."""
     workdir, _ = trained
     text = "".join(p.read_text() for p in (workdir / ".snakemake" / "log").glob("*.snakemake.log"))
     found = re.search(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_shards_chunk/", text)
     assert found, "the shards_chunk rule was not submitted as a SLURM job"
     job_id = found.group(1)
-    state, alloc, limit, partition = _sacct(slurm_env, job_id, "State,AllocTRES,TimelimitRaw,Partition")[0].split("|")
-    assert state == "COMPLETED" and partition == "gpu"
+    state, alloc, limit, partition, account = _sacct(slurm_env, job_id,
+                                                     "State,AllocTRES,TimelimitRaw,Partition,Account")[0].split("|")
+    assert state == "COMPLETED" and (partition, account) == ("gpu", "proj42")
     assert "gres/gpu=1" in alloc and "mem=2000M" in alloc, alloc
     assert limit == "10"
 

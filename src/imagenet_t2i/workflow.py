@@ -243,7 +243,8 @@ def official_geneval_args(config: dict) -> str:
     overrides the installed mmdet's own config."""
     geneval = config["eval"]["geneval"]
     clip_dir = str(Path(weights_file(config, geneval["clip"])).parent)
-    args = f"--checkpoint {weights_file(config, geneval['detector'])} --clip-pretrained openai --clip-cache-dir {clip_dir}"
+    args = (f"--checkpoint {weights_file(config, geneval['detector'])} --clip-pretrained openai "
+            f"--clip-cache-dir {clip_dir}")
     return f"{args} --config {geneval['mmdet_config']}" if geneval.get("mmdet_config") else args
 
 

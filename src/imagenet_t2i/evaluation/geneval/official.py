@@ -318,7 +318,8 @@ def load_mmdet_detector(config: str, checkpoint: str, names: Sequence[str], devi
     from mmdet.apis import inference_detector, init_detector
 
     if MMDET3_CHECKPOINT_TAG in Path(checkpoint).name:
-        raise ValueError(f"{checkpoint} is the mmdet 3.x checkpoint GenEval's download script fetched until 2024-07; mmdet 2.x "
+        raise ValueError(f"{checkpoint} is the mmdet 3.x checkpoint GenEval's download script fetched until 2024-07; "
+                         "mmdet 2.x "
                          f"loads it with missing keys (geneval issue #8). Use {CHECKPOINT_NAME}")
     model = init_detector(config, checkpoint, device=device)
     coco_class_names(list(model.CLASSES), names)
@@ -361,7 +362,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="GenEval perception with the official models (GenEval environment).")
     parser.add_argument("--images", required=True, help="GenEval image root (<root>/<00000>/samples/<0000>.png)")
     parser.add_argument("--out", required=True, help="detections JSONL to write")
-    parser.add_argument("--config", help=f"mmdet 2.x config {CONFIG_NAME}.py (default: the installed mmdet's, as GenEval)")
+    parser.add_argument("--config",
+                        help=f"mmdet 2.x config {CONFIG_NAME}.py (default: the installed mmdet's, as GenEval)")
     parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_NAME)
     parser.add_argument("--clip-model", default="ViT-L-14")
     parser.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag (GenEval: openai)")
@@ -377,13 +379,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     classify = load_open_clip_classifier(args.clip_model, args.clip_pretrained, args.device, batch_size=args.batch_size,
                                          cache_dir=args.clip_cache_dir)
     clip_file = Path(args.clip_cache_dir or "", f"{args.clip_model}.pt")
+    clip_sha256 = sha256_file(clip_file) if args.clip_cache_dir and clip_file.is_file() else None
     description = {
         "perception": "official",
         "detector": {"config": config, "config_sha256": sha256_file(config),
                      "checkpoint": args.checkpoint, "checkpoint_sha256": sha256_file(args.checkpoint)},
         "colour_model": {"open_clip_model": args.clip_model, "pretrained": args.clip_pretrained,
                          "cache_dir": args.clip_cache_dir,
-                         "file_sha256": sha256_file(clip_file) if args.clip_cache_dir and clip_file.is_file() else None},
+                         "file_sha256": clip_sha256},
         "object_names_sha256": sha256_file(args.object_names), "versions": _versions(),
     }
     meta = perceive_folder(args.images, args.out, detect, classify, description, args.meta)
