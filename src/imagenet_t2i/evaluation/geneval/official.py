@@ -319,8 +319,7 @@ def load_mmdet_detector(config: str, checkpoint: str, names: Sequence[str], devi
 
     if MMDET3_CHECKPOINT_TAG in Path(checkpoint).name:
         raise ValueError(f"{checkpoint} is the mmdet 3.x checkpoint GenEval's download script fetched until 2024-07; "
-                         "mmdet 2.x "
-                         f"loads it with missing keys (geneval issue #8). Use {CHECKPOINT_NAME}")
+                         f"mmdet 2.x loads it with missing keys (geneval issue #8). Use {CHECKPOINT_NAME}")
     model = init_detector(config, checkpoint, device=device)
     coco_class_names(list(model.CLASSES), names)
 
