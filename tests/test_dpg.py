@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +183,27 @@ def test_grid_roundtrip_and_order():
         split_grid(Image.new("RGB", (11, 11)))
     with pytest.raises(ValueError, match="4 cells"):
         make_grid(cells[:3])
+
+
+def test_dpg_score_command_writes_the_official_and_the_corrected_scores(tmp_path):
+    """With no flags: the official script's overall (its first-row item dropped) beside the corrected one."""
+    q = write_csv(tmp_path / "q.csv", [("p97", 1, "0", TUPLES["entity"]), ("p97", 2, "1", TUPLES["attribute"]),
+                                       ("b", 1, "0", TUPLES["entity"]), ("c", 1, "0", TUPLES["relation"]),
+                                       ("c", 2, "0", TUPLES["entity"])])
+    ans = (all_cells("p97", {1: [Y] * 4, 2: [Y, Y, Y, N]}) | all_cells("b", {1: [Y, N, N, N]})
+           | all_cells("c", {1: [Y] * 4, 2: [N, N, N, Y]}))
+    answers = write_answers(tmp_path / "a.jsonl", ans)
+    out = tmp_path / "scores.json"
+    subprocess.run([sys.executable, "-m", "imagenet_t2i.cli", "dpg", "score", "--questions", str(q), "--answers",
+                    str(answers), "--out", str(out)], check=True, capture_output=True)
+    scores = read_json(out)
+    p97 = next(it["score"] for it in scores["corrected"]["items"] if it["item_id"] == "p97")
+    assert p97 == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+    assert scores["dropped_items"] == ["p97"] and scores["corrected"]["dropped_items"] == []
+    # they differ by exactly the dropped item: 3 x corrected = 2 x official + 100 x p97
+    assert 3 * scores["overall_corrected"] == pytest.approx(2 * scores["overall"] + 100 * p97)
+    assert scores["overall"] == pytest.approx(100 * (0.25 + 0.625) / 2)
+    # categories: the official script's from the last cell's raw answers, the corrected ones over all cells
+    assert scores["l1"]["relation"] == 100.0 and scores["l1_corrected"]["relation"] == 100.0
+    assert scores["l1"]["entity"] == pytest.approx(100 * (0 + 1) / 2)  # b's and c's last cells: N, Y
+    assert scores["flags"] == {"skip_first_row": True, "last_cell_categories": True}

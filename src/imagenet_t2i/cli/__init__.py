@@ -163,12 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = leaf(dp, "answer", "dpg:cmd_dpg_answer", "tiny-world perception: answers JSONL of a grid folder")
     for a in ("--grids", "--questions", "--out"):
         sp.add_argument(a, required=True)
-    sp = leaf(dp, "score", "dpg:cmd_dpg_score", "official DPG-Bench scoring", config=False)
+    sp = leaf(dp, "score", "dpg:cmd_dpg_score", "DPG-Bench scoring: the official script's scores (published numbers "
+              "come from it) and the corrected ones, both in one file", config=False)
     for a in ("--questions", "--answers", "--out"):
         sp.add_argument(a, required=True)
-    sp.add_argument("--skip-first-row", action="store_true", help="reproduce the official script's first-row bug")
-    sp.add_argument("--last-cell-categories", action="store_true",
-                    help="reproduce the official script's last-cell category bug")
     fdp = group("fd", "Frechet distance and precision/recall/density/coverage")
     sp = leaf(fdp, "train-net", "fid:cmd_fd_train_net", "train the tiny world's feature network")
     for a in ("--train", "--val", "--out"):

@@ -65,11 +65,11 @@ def cmd_dpg_answer(args: argparse.Namespace) -> None:
 
 
 def cmd_dpg_score(args: argparse.Namespace) -> None:
-    from imagenet_t2i.evaluation.dpg.score import score_dpg, write_scores
+    from imagenet_t2i.evaluation.dpg.score import score_both, write_scores
 
     t0 = time.time()
-    result = score_dpg(args.questions, args.answers, skip_first_row=args.skip_first_row,
-                       last_cell_categories=args.last_cell_categories)
+    result = score_both(args.questions, args.answers)
     write_scores(args.out, result)
-    print(f"{args.out}: DPG overall {result['overall']:.2f}")
+    print(f"{args.out}: DPG overall {result['overall']:.2f} (official script), {result['overall_corrected']:.2f} "
+          "(corrected)")
     provenance("dpg_score", result["flags"], {"questions": args.questions, "answers": args.answers}, args.out, t0)

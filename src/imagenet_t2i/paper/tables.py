@@ -51,7 +51,8 @@ def score_file(metric: str) -> str:
         return "dpg/scores.json"
     raise ValueError(
         f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {COLOUR_PROBE}, x0_mse_g<gamma>, geneval_overall, "
-        f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall, dpg_<category> (a key of the DPG 'l1' scores)"
+        f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall (the official script's), dpg_overall_corrected, "
+        "dpg_<category> (a key of the DPG 'l1' scores, the official script's)"
     )
 
 
@@ -74,8 +75,8 @@ def metric_value(metric: str, scores: Mapping, path: str | os.PathLike) -> float
                                  "sample and score the full prompt set, then rebuild it")
     else:
         category = metric.removeprefix("dpg_")
-        if category == "overall":
-            value, key = scores.get("overall"), "overall"
+        if category in ("overall", "overall_corrected"):
+            value, key = scores.get(category), category
         else:
             value, key = (scores.get("l1") or {}).get(category), f"l1.{category}"
             if value is None:

@@ -7,10 +7,12 @@ Per cell a_q = 1 iff the answer is exactly "yes"; in CSV order s_q = 0 when any 
 s_p = 0 (one in-place pass); cell = mean over all the item's questions; image = mean of the cells;
 DPG = 100 x mean over images. An item with missing answers scores 0 and is listed, never dropped.
 
-Two defects of the official script are reproduced only behind flags, recorded in the output:
+Two defects of the official script are reproduced behind flags, recorded in the output:
 ``skip_first_row`` (it skips the first CSV data row; an item whose dependencies then name a missing
 question raises and is dropped, and we list it under ``dropped_items``) and
 ``last_cell_categories`` (category scores from the last cell's raw answers, without zeroing).
+`score_both` gives both variants: every published DPG number, the paper's included, comes from the official
+script (on the official CSV the first row's item, partiprompts97, is dropped: ELLA issue 61).
 """
 from __future__ import annotations
 
@@ -184,6 +186,19 @@ def score_dpg(
         "l2": {k: 100.0 * float(np.mean(v)) for k, v in sorted(categories.items())},
         "items": items,
     }
+
+
+OFFICIAL_FLAGS = {"skip_first_row": True, "last_cell_categories": True}
+
+
+def score_both(questions_csv: str | os.PathLike, answers_path: str | os.PathLike, n_cells: int = N_CELLS) -> dict:
+    """The official script's scores at the top level (``overall``, ``l1``, ``l2``: comparable with published DPG
+    numbers) and the corrected ones (no row skipped, categories over all four cells with dependents zeroed) as
+    ``overall_corrected``, ``l1_corrected`` and, in full, ``corrected``."""
+    official = score_dpg(questions_csv, answers_path, n_cells=n_cells, **OFFICIAL_FLAGS)
+    corrected = score_dpg(questions_csv, answers_path, n_cells=n_cells)
+    return {**official, "variant": "official (skips the CSV's first row; categories from the last cell)",
+            "overall_corrected": corrected["overall"], "l1_corrected": corrected["l1"], "corrected": corrected}
 
 
 def _first_row_key(path: str | os.PathLike) -> tuple[str, int]:
