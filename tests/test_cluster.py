@@ -108,7 +108,8 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
               "results/paper/weights/open_clip_vit_l14 --meta")
     assert out.count(models) == len(evaluated), out[out.find("geneval/official.py"):][:600]
     released = paper["eval"]["released"]
-    options = f"--steps {released['steps']} --guidance {released['guidance']} --clamp {released['clamp']}"
+    options = (f"--sampler ddim --steps {released['steps']} --guidance {released['guidance']} --clamp "
+               f"{released['clamp']} --schedule linear --unguided-steps 1")
     assert out.count(options) == 2 + paper["eval"]["fid"]["chunks"]  # GenEval, DPG and the FID chunks of the released
     # CAD-I, at the release's settings
     assert "imagenet-t2i released --config results/paper/config.yaml --snapshot results/paper/weights/cad_i_released" \

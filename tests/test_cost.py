@@ -24,6 +24,13 @@ def test_the_paper_costs_as_the_config_plans_it(capsys):
     assert report["stages"]["captions"]["images"] == 7 * IMAGENET["train"] + IMAGENET["val"]
     assert 8_000 < report["stages"]["encode"]["disk_gb"] < 11_000  # shards: about 1 TB per TA set
     assert all(r["source"] for r in report["rates"].values())
+    # FID as the official test.py samples it: DDPM, 1,000 steps, for 15 final models + the released CAD-I (its own
+    # DDIM-250) and the F-OVERFIT checkpoints
+    fid = report["stages"]["fid_sample"]
+    overfit = {r for p in config["figures"]["F-OVERFIT"]["panels"] for line in p["lines"] for r in line["runs"]}
+    models = len(config["runs"]) + len(overfit) * len(config["train"]["eval_checkpoints"])
+    assert fid["images"] == 50_000 * (models + 1)
+    assert fid["gpu_hours"] == round(50_000 * (1000 * models + 250) / RATES["sample"].images_per_gpu_s / 3600, 1)
 
 
 def test_the_cost_follows_the_config():
@@ -31,6 +38,8 @@ def test_the_cost_follows_the_config():
     before = cost(config)
     config["train"]["steps"] //= 2
     config["eval"]["steps"] = 1000
+    config["eval"]["fid"]["sampling"]["steps"] = 250
     after = cost(config)
     assert after["runs"]["dit_i_ta"]["images"] == before["runs"]["dit_i_ta"]["images"] // 2
     assert after["stages"]["sample"]["gpu_hours"] > 3.5 * before["stages"]["sample"]["gpu_hours"]  # 250 -> 1000 steps
+    assert after["stages"]["fid_sample"]["gpu_hours"] < before["stages"]["fid_sample"]["gpu_hours"] / 3.5  # and back

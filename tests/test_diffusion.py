@@ -209,6 +209,44 @@ def test_ddim_recovers_the_data_point_and_clamps():
     assert clamped.max() <= 1.0 + 1e-6
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_ddpm_1000_recovers_the_data_point_with_fresh_noise_each_step(schedule):
+    """The official test sampler: ancestral steps add noise, yet with the exact eps the posterior lands on x0."""
+    from imagenet_t2i.diffusion.sampler import ddpm_sample
+
+    c = torch.full((1, 3, 4, 4), 0.5)
+    text, mask = torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    out = ddpm_sample(Oracle(c), text, mask, torch.zeros(1, 8), (3, 4, 4), steps=1000, guidance=3.0,
+                      schedule=schedule, noise=torch.randn(2, 3, 4, 4), step_generators=generators)
+    assert torch.allclose(out, c.expand(2, -1, -1, -1), atol=1e-4)
+    drawn = generators[0].initial_seed(), torch.randn(1, generator=generators[0])
+    fresh = torch.Generator().manual_seed(1)
+    torch.randn((999, 3, 4, 4), generator=fresh)  # the 999 steps before the last drew their noise
+    assert drawn[0] == 1 and torch.equal(drawn[1], torch.randn(1, generator=fresh))
+
+
+def test_unguided_first_step_uses_the_conditional_prediction_only(monkeypatch):
+    """The released pipeline's step 0: eps = eps_c (guidance 1), then eps_u + s (eps_c - eps_u)."""
+    from imagenet_t2i.diffusion.sampler import guided_eps, guided_inputs
+
+    text, mask = torch.zeros(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    inputs = guided_inputs(MaskModel(), text, mask, torch.zeros(1, 8))
+    x, g = torch.zeros(2, 3, 4, 4), torch.full((2,), 0.5)
+    unguided, _ = guided_eps(MaskModel(), x, g, inputs, 1.0, None)
+    assert unguided[0, 0, 0, 0].item() == 3  # the conditional prediction alone
+    seen = []
+
+    def spy(model, x, gamma, inputs, guidance, prev):  # noqa: ANN001, ANN202
+        seen.append(guidance)
+        return torch.zeros_like(x), None
+
+    monkeypatch.setattr("imagenet_t2i.diffusion.sampler.guided_eps", spy)
+    ddim_sample(MaskModel(), text, mask, torch.zeros(1, 8), (3, 4, 4), steps=4, guidance=16.0, schedule="linear",
+                unguided_steps=1, generator=torch.Generator().manual_seed(0))
+    assert seen == [1.0, 16.0, 16.0, 16.0]
+
+
 class MaskModel(torch.nn.Module):
     """eps = number of real text tokens: tells conditional (3 tokens) from unconditional (1) passes."""
 

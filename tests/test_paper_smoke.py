@@ -180,11 +180,13 @@ def test_evaluate_released_scores_the_snapshot_through_the_runs_rules(smoke):
     released = results / "released" / "released_cad_i"
     record = read_json(released / "released.json")
     assert record["sha256"]["model.safetensors"] == sha256_file(snapshot / "model.safetensors")
-    assert record["release_sampling"]["schedule"] == "linear" and record["our_sampling"]["schedule"] == "cosine"
+    assert record["release_sampling"]["schedule"] == record["our_sampling"]["schedule"] == "linear"
+    assert record["release_sampling"]["unguided_steps"] == record["our_sampling"]["unguided_steps"] == 1
     prov = read_json(released / "provenance.json")
     assert prov["config"]["snapshot_sha256"] == record["sha256"] and prov["inputs"]["snapshot"]["sha256"]
     assert read_json(released / "config.json")["_class_name"] == "CADI"
-    used = {"steps": spec["steps"], "guidance": spec["guidance"], "clamp": spec["clamp"]}
+    used = {"sampler": "ddim", "steps": spec["steps"], "guidance": spec["guidance"], "clamp": spec["clamp"],
+            "schedule": "linear", "unguided_steps": 1}  # as released, FID included
     geneval = read_json(results / "eval" / "released_cad_i" / "geneval" / "images" / "provenance.json")
     fd = read_json(results / "eval" / "released_cad_i" / "fd" / "final.chunks" / "0001-of-0002.npz.prov.json")
     for sampling in (geneval["config"], fd["config"]["sample"]):
@@ -200,6 +202,9 @@ def test_evaluate_released_scores_the_snapshot_through_the_runs_rules(smoke):
     assert "CAD-I (released)" in table and "not reported to us" in table
     trained = read_json(results / "eval" / "dit_i_ta" / "geneval" / "images" / "provenance.json")["config"]
     assert "overridden" not in trained and trained["guidance"] == 9.0  # the trained runs keep the config's sampling
+    assert (trained["sampler"], trained["schedule"], trained["unguided_steps"]) == ("ddim", "cosine", 0)
+    fid = read_json(results / "eval" / "dit_i_ta" / "fd" / "final.chunks" / "0000-of-0002.npz.prov.json")["config"]
+    assert (fid["sample"]["sampler"], fid["sample"]["steps"]) == ("ddpm", 3)  # the official test sampler, shortened
 
 
 TARGET_RULES = {"reproduce_all", "evaluate_released"}  # rules without outputs, listed when anything below them runs

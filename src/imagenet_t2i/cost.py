@@ -32,7 +32,8 @@ BYTES = {  # per sample, on disk
     "image": 2.0,  # per pixel: a PNG of a photo (assumption)
     "latent": 2 * 2,  # mean and std of the posterior, fp16, per latent element
     "text": 2,  # fp16 per text-embedding element, unpadded
-}
+    "fid_features": 4 * (2048 + 1008 + 1024 + 1024) + 9,  # per FID sample, float32: Inception pool + logits, DINOv2,
+}                                                          # CLIP; a float64 CLIPScore and its truncation flag
 TEXT_TOKENS = {"ta": 200, "aio": 8}  # assumption: a 200-token VLM caption, "An image of a <class>"
 
 
@@ -104,16 +105,21 @@ def cost(config: dict) -> dict:
     overfit = {r for panel in config.get("figures", {}).get("F-OVERFIT", {}).get("panels", [])
                for line in panel["lines"] for r in line["runs"]}
     checkpoints = len(config["train"].get("eval_checkpoints", []))
-    sampled = image_steps = 0
+    sampled = image_steps = fid_images = fid_steps = 0
     for run in evaluated_runs(config):
-        steps = config["eval"]["released"]["steps"] if run == RELEASED_RUN else config["eval"]["steps"]
+        released = run == RELEASED_RUN
+        steps = config["eval"]["released"]["steps"] if released else config["eval"]["steps"]
         n = geneval * config["eval"]["geneval"]["samples_per_prompt"] + 4 * dpg
-        n += fid["num_samples"] * (1 + (checkpoints if run in overfit else 0))
         sampled, image_steps = sampled + n, image_steps + n * steps
+        n = fid["num_samples"] * (1 + (checkpoints if run in overfit else 0))  # FID's own sampler (eval.fid.sampling)
+        steps = steps if released else fid.get("sampling", {}).get("steps", steps)
+        fid_images, fid_steps = fid_images + n, fid_steps + n * steps
     grid = len(config["sample"]["grid_prompts"]) * config["sample"]["samples_per_prompt"] * len(config["runs"])
     sampled, image_steps = sampled + grid, image_steps + grid * config["sample"]["steps"]
     stages["sample"] = {"images": sampled, "gpu_hours": _gpu_hours(image_steps, "sample"),
                         "disk_gb": sampled * image_gb}
+    stages["fid_sample"] = {"images": fid_images, "gpu_hours": _gpu_hours(fid_steps, "sample"),
+                            "disk_gb": fid_images * BYTES["fid_features"] / 1e9}
     for stage in stages.values():
         stage["gpu_hours"], stage["disk_gb"] = round(stage["gpu_hours"], 1), round(stage["disk_gb"], 1)
     for run in runs.values():

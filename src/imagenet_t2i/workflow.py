@@ -364,14 +364,15 @@ def sampling_options(config: dict, run: str) -> str:
     if run != RELEASED_RUN:
         return ""
     spec = config["eval"]["released"]
-    return f"--steps {spec['steps']} --guidance {spec['guidance']} --clamp {spec['clamp']}"
+    return (f"--sampler ddim --steps {spec['steps']} --guidance {spec['guidance']} --clamp {spec['clamp']} "
+            f"--schedule {spec['schedule']} --unguided-steps {spec['unguided_steps']}")
 
 
 def released_targets(config: dict) -> list[str]:
     """The tables that show the released CAD-I (target ``evaluate_released``); ConfigError without eval.released."""
     if RELEASED_RUN not in evaluated_runs(config):
         raise ConfigError("config key 'eval.released': not set, so there is no released CAD-I to evaluate; add "
-                          "eval.released {weights, guidance, clamp, steps} and a table row listing "
+                          "eval.released {weights, guidance, clamp, steps, schedule, unguided_steps} and a table row listing "
                           f"'{RELEASED_RUN}' (config/paper.yaml has both)")
     tables = config.get("tables", {})
     return [f"{results_dir(config)}/tables/{t}.md" for t, spec in tables.items()

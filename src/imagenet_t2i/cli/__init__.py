@@ -29,10 +29,13 @@ BATCH_HELP = "images sampled at once (the images do not depend on it; default 64
 
 
 def _sampling_options(sp: argparse.ArgumentParser) -> None:
-    """``--steps/--guidance/--clamp``: override the config's benchmark sampling (the released CAD-I's settings)."""
-    sp.add_argument("--steps", type=int, help="DDIM steps (default: eval.steps)")
+    """Override the config's benchmark sampling (the released CAD-I's settings, eval.released)."""
+    sp.add_argument("--sampler", choices=["ddim", "ddpm"], help="default: sample.sampler (FID: eval.fid.sampling)")
+    sp.add_argument("--steps", type=int, help="sampling steps (default: eval.steps; FID: eval.fid.sampling)")
     sp.add_argument("--guidance", type=float, help="guidance scale (default: sample.guidance)")
     sp.add_argument("--clamp", type=float, help="x0 clamp (default: sample.clamp)")
+    sp.add_argument("--schedule", choices=["cosine", "linear"], help="inference schedule (default: sample.schedule)")
+    sp.add_argument("--unguided-steps", type=int, help="first steps without guidance (default: sample.unguided_steps)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,11 +58,11 @@ def cmd_fd_sample(args: argparse.Namespace) -> None:
     extractors, scorer = load_extractors(config, default_device())
     batches, captions = caption_samples(args.model, args.captions, fid["num_samples"],
                                         *eval_backends(config, args.uncond, args.embeddings),
-                                        eval_sample_cfg(config, args), args.batch_size, items)
+                                        eval_sample_cfg(config, args, fid=True), args.batch_size, items)
     n = write_features(batches, extractors, args.out, batch_size=fid["batch_size"], prompts=captions,
                        clip_scorer=scorer, meta={"captions": [items.start, items.stop]})
     print(f"{args.out}: features of captions {items.start}..{items.stop - 1} ({n} samples, chunk {args.chunk})")
-    provenance("fd_sample", {**fid, "chunk": args.chunk, "sample": sampling_record(config, args)},
+    provenance("fd_sample", {**fid, "chunk": args.chunk, "sample": sampling_record(config, args, fid=True)},
                 {"model": args.model, "captions": args.captions, **embeddings_input(args)}, args.out, t0)
 
 

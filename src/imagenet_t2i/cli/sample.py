@@ -21,11 +21,11 @@ def cmd_released(args: argparse.Namespace) -> None:
     spec = config["eval"].get("released")
     if not spec:
         raise ConfigError("config key 'eval.released': not set; add {weights: <entry of a CAD-I snapshot>, guidance, "
-                          "clamp, steps} (config/paper.yaml) to evaluate the released CAD-I")
+                          "clamp, steps, schedule, unguided_steps} (config/paper.yaml) to evaluate the released CAD-I")
     t0 = time.time()
     text = resolved(config, "text")
     uncond = make_text_encoder(text).encode([""])[0]  # (L0, D): the prompts' encoder, as the shards stage does it
-    sampling = {k: spec[k] for k in ("steps", "guidance", "clamp")}
+    sampling = {k: spec[k] for k in ("steps", "guidance", "clamp", "schedule", "unguided_steps")}
     with staged_folder(args.out) as tmp:
         record = convert_released(args.snapshot, tmp, uncond, sampling)
     print(f"{args.out}: released CAD-I from {args.snapshot} (model.safetensors sha256 "

@@ -36,22 +36,26 @@ def eval_backends(config: dict, uncond_dir: str, embeddings: str | None) -> tupl
             load_uncond(uncond_dir)[0][0])
 
 
-SAMPLING_OVERRIDES = ("steps", "guidance", "clamp")
+SAMPLING_OVERRIDES = ("sampler", "steps", "guidance", "clamp", "schedule", "unguided_steps")
 
 
-def eval_sample_cfg(config: dict, args: argparse.Namespace) -> dict:
-    """``sample`` with the benchmarks' steps (``eval.steps``), then any ``--steps/--guidance/--clamp`` given."""
+def eval_sample_cfg(config: dict, args: argparse.Namespace, fid: bool = False) -> dict:
+    """``sample`` with the benchmarks' steps (``eval.steps``; FID: ``eval.fid.sampling`` where set), then the
+    sampling options given on the command line."""
     given = {k: getattr(args, k) for k in SAMPLING_OVERRIDES if getattr(args, k, None) is not None}
-    return {**config["sample"], "steps": config["eval"]["steps"], **given}
+    own = config["eval"].get("fid", {}).get("sampling", {}) if fid else {}
+    return {**config["sample"], "steps": config["eval"]["steps"], **own, **given}
 
 
-def sampling_record(config: dict, args: argparse.Namespace) -> dict:
-    """The evaluation sampling settings as used and how they ran (seed rule, device, precision, batch size);
-    ``overridden`` names the settings given on the command line (the released CAD-I's, eval.released)."""
-    from imagenet_t2i.sampling.sample import sampling_provenance
+def sampling_record(config: dict, args: argparse.Namespace, fid: bool = False) -> dict:
+    """The evaluation sampling settings as used (sampler, schedule and unguided steps always named) and how they
+    ran (seed rule, device, precision, batch size); ``overridden`` names the settings given on the command line
+    (the released CAD-I's, eval.released)."""
+    from imagenet_t2i.sampling.sample import sampler_settings, sampling_provenance
 
+    cfg = eval_sample_cfg(config, args, fid)
     given = sorted(k for k in SAMPLING_OVERRIDES if getattr(args, k, None) is not None)
-    return {**eval_sample_cfg(config, args), **sampling_provenance(args.batch_size),
+    return {**cfg, **sampler_settings(cfg), **sampling_provenance(args.batch_size),
             **({"overridden": given} if given else {})}
 
 

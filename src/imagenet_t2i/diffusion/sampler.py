@@ -1,11 +1,12 @@
-"""DDIM sampling with the cosine inference schedule, classifier-free guidance and the x0 clamp."""
+"""DDIM and DDPM sampling with classifier-free guidance and the x0 clamp, on the cosine inference schedule (the
+official sampler's) or the linear one (the released CAD-I pipeline's); rectified-flow Euler sampling."""
 from __future__ import annotations
 
 import torch
 from tqdm import tqdm
 
 from imagenet_t2i.diffusion.objective import pad_to
-from imagenet_t2i.diffusion.schedule import cosine_gamma, flow_gamma
+from imagenet_t2i.diffusion.schedule import cosine_gamma, flow_gamma, linear_gamma
 from imagenet_t2i.models import unwrap_model
 
 
@@ -52,6 +53,19 @@ def guided_eps(
     return eps_u + guidance * (eps_c - eps_u), latents
 
 
+SCHEDULES = {"cosine": cosine_gamma, "linear": linear_gamma}
+
+
+def _x0_and_eps(x: torch.Tensor, eps: torch.Tensor, g: torch.Tensor,
+                clamp: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 from x_t and eps at gamma g (N, 1, 1, 1); with ``clamp``: x0 clamped to +-clamp and eps recomputed."""
+    x0 = (x - (1 - g).sqrt() * eps) / g.sqrt()
+    if clamp is not None:
+        x0 = x0.clamp(-clamp, clamp)
+        eps = (x - g.sqrt() * x0) / (1 - g).sqrt()
+    return x0, eps
+
+
 @torch.no_grad()
 def ddim_sample(
     model: torch.nn.Module,
@@ -65,28 +79,77 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     progress: bool = False,
     noise: torch.Tensor | None = None,  # (N, C, h, w) x_T; drawn with ``generator`` when None
+    schedule: str = "cosine",
+    unguided_steps: int = 0,
+    step_generators: list[torch.Generator] | None = None,  # unused: DDIM is deterministic
 ) -> torch.Tensor:
     """Deterministic DDIM from t = 1 to t = 0; returns x0 (N, C, h, w) in latent scale.
 
-    At each step: predict eps (guided), recover x0, clamp it to +-clamp, recompute eps from the
-    clamped x0, then move to the next gamma. CAD-I's latents are carried between steps
-    (self-conditioning at inference).
+    At each step: predict eps (guided; the first ``unguided_steps`` steps conditional only, as the released
+    pipeline's step 0), recover x0, clamp it to +-clamp, recompute eps from the clamped x0, then move to the next
+    gamma of ``schedule``. CAD-I's latents are carried between steps (self-conditioning at inference).
     """
     n = text.shape[0]
     x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
+    gamma = SCHEDULES[schedule]
     prev = None
     inputs = guided_inputs(model, text, mask, uncond)
     for i in tqdm(range(steps), disable=not progress, desc="ddim", leave=False):
-        g = cosine_gamma(ts[i]).expand(n)
-        g_next = cosine_gamma(ts[i + 1]).expand(n)
-        eps, prev = guided_eps(model, x, g, inputs, guidance, prev)
+        g = gamma(ts[i]).expand(n)
+        g_next = gamma(ts[i + 1]).expand(n)
+        eps, prev = guided_eps(model, x, g, inputs, 1.0 if i < unguided_steps else guidance, prev)
         gv, gnv = g.view(-1, 1, 1, 1), g_next.view(-1, 1, 1, 1)
-        x0 = (x - (1 - gv).sqrt() * eps) / gv.sqrt()
-        if clamp is not None:
-            x0 = x0.clamp(-clamp, clamp)
-            eps = (x - gv.sqrt() * x0) / (1 - gv).sqrt()
+        x0, eps = _x0_and_eps(x, eps, gv, clamp)
         x = gnv.sqrt() * x0 + (1 - gnv).sqrt() * eps
+    return x0
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model: torch.nn.Module,
+    text: torch.Tensor,  # (N, T, D)
+    mask: torch.Tensor,  # (N, T) bool
+    uncond: torch.Tensor,  # (L0, D)
+    shape: tuple[int, int, int],  # (C, h, w)
+    steps: int = 1000,
+    guidance: float = 9.0,
+    clamp: float | None = 1.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    noise: torch.Tensor | None = None,  # (N, C, h, w) x_T; drawn with ``generator`` when None
+    schedule: str = "cosine",
+    unguided_steps: int = 0,
+    step_generators: list[torch.Generator] | None = None,  # one per sample: its step noise (batch-size invariant)
+) -> torch.Tensor:
+    """Ancestral DDPM from t = 1 to t = 0 (the official test sampler, 1,000 steps); returns x0 (N, C, h, w).
+
+    At each step: guided eps, x0 recovered and clamped as in DDIM, then x_next drawn from the posterior
+    q(x_next | x_t, x0): with a = g / g_next, mean = sqrt(g_next) (1 - a) / (1 - g) x0
+    + sqrt(a) (1 - g_next) / (1 - g) x_t and variance (1 - g_next) / (1 - g) (1 - a); no noise at the last step.
+    Sample n's step noise comes from ``step_generators[n]`` (else ``generator``), on the CPU.
+    """
+    n = text.shape[0]
+    x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
+    ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
+    gamma = SCHEDULES[schedule]
+    prev = None
+    inputs = guided_inputs(model, text, mask, uncond)
+    for i in tqdm(range(steps), disable=not progress, desc="ddpm", leave=False):
+        g = gamma(ts[i]).expand(n).view(-1, 1, 1, 1)
+        g_next = gamma(ts[i + 1]).expand(n).view(-1, 1, 1, 1)
+        eps, prev = guided_eps(model, x, g.view(-1), inputs, 1.0 if i < unguided_steps else guidance, prev)
+        x0, _ = _x0_and_eps(x, eps, g, clamp)
+        a = g / g_next
+        mean = g_next.sqrt() * (1 - a) / (1 - g) * x0 + a.sqrt() * (1 - g_next) / (1 - g) * x
+        if i == steps - 1:
+            x = mean
+            break
+        if step_generators is not None:
+            z = torch.cat([torch.randn((1, *shape), generator=gen) for gen in step_generators])
+        else:
+            z = torch.randn((n, *shape), generator=generator)
+        x = mean + ((1 - g_next) / (1 - g) * (1 - a)).sqrt() * z.to(x.device)
     return x0
 
 
@@ -103,6 +166,9 @@ def flow_sample(
     generator: torch.Generator | None = None,
     progress: bool = False,
     noise: torch.Tensor | None = None,  # (N, C, h, w) x_T; drawn with ``generator`` when None
+    schedule: str = "cosine",  # unused: the flow's own time
+    unguided_steps: int = 0,
+    step_generators: list[torch.Generator] | None = None,  # unused: deterministic
 ) -> torch.Tensor:
     """Euler integration of a rectified-flow model (the `flow` extension) from t = 1 to t = 0, guided velocity."""
     n = text.shape[0]
@@ -111,9 +177,10 @@ def flow_sample(
     prev = None
     inputs = guided_inputs(model, text, mask, uncond)
     for i in tqdm(range(steps), disable=not progress, desc="flow", leave=False):
-        v, prev = guided_eps(model, x, flow_gamma(ts[i]).expand(n), inputs, guidance, prev)
+        v, prev = guided_eps(model, x, flow_gamma(ts[i]).expand(n), inputs, 1.0 if i < unguided_steps else guidance,
+                             prev)
         x = x + (ts[i + 1] - ts[i]) * v
     return x.clamp(-clamp, clamp) if clamp is not None else x
 
 
-SAMPLERS = {"eps": ddim_sample, "flow": flow_sample}
+SAMPLERS = {("eps", "ddim"): ddim_sample, ("eps", "ddpm"): ddpm_sample, ("flow", "ddim"): flow_sample}

@@ -14,7 +14,8 @@ Known (hub file listings; github.com/lucasdegeorge/T2I-ImageNet ``training/cad/p
   parameters there and buffers here: the same tensors.
 - ``CADRINTextCond`` always has the coherence token, 2 text self-attention blocks of 16 heads (whatever
   ``compute_heads`` is) and one MLP ratio for latents and data in our port.
-- The release's ``T2IPipeline`` defaults (`RELEASED_SAMPLING`): DDIM with its "linear" scheduler, ``cfg=15``
+- The release's ``T2IPipeline`` defaults (`RELEASED_SAMPLING`): DDIM with its "linear" scheduler (gamma =
+  clamp(1 - t, >= 1e-9), its ``schedulers.py``), step 0 unguided (``step > guidance_start_step``), ``cfg=15``
   (``eps = 16 eps_c - 15 eps_u``: guidance scale 16 in our convention), x0 clamp 1.2, coherence 1 for the
   conditional and 0 for the unconditional branch, unconditional prompts of random lowercase words (3-6 words
   of 3-7 letters, one per sample), google/flan-t5-xl in float32 (tokenizer ``max_length=128``, padded to the
@@ -24,10 +25,10 @@ Unknown: the exact values in CAD-I's ``config.json`` (inferred: the keys of ``ni
 by the same mixin for the same class, whose file is 826 bytes; without ``modulate_conditioning`` it is exactly
 792; the architecture itself is pinned by the state-dict listing); whether the weights are the EMA or the
 raw network, and from which step; the released sampler's step count when none is passed (250 is the CAD
-code's DDIM default) and the exact formula of its "linear" scheduler (presumably gamma = 1 - t, the training
-schedule); the sampler settings behind the paper's tables. Our `ddim_sample` uses the cosine inference
-schedule and the empty caption as the unconditional input, so it does not reproduce the release's pipeline
-exactly; `RELEASED_SAMPLING` says what would.
+code's DDIM default); the sampler settings behind the paper's tables. ``eval.released`` samples with the
+release's schedule, guidance, clamp and unguided first step; the empty caption stays the unconditional input
+and our text encoder and VAE stay ours, so the pipeline is not reproduced exactly (docs/evaluation.md lists what
+still differs); `RELEASED_SAMPLING` says what would.
 
 `convert_released` turns a snapshot into a model folder our sampling reads (the ``released_model`` rule of
 ``evaluate_released``); `save_random_release` writes a tiny random-init snapshot in the release's format
@@ -85,7 +86,8 @@ class ReleasedSampling:
     """How the release's ``T2IPipeline`` samples by default, in our terms (see the module docstring)."""
 
     sampler: str = "ddim"
-    schedule: str = "linear"  # the official scheduler name; our ddim_sample uses "cosine"
+    schedule: str = "linear"  # the official scheduler name: gamma = clamp(1 - t, >= 1e-9)
+    unguided_steps: int = 1  # guidance only for step > guidance_start_step (0)
     steps: int = 250
     guidance: float = 16.0  # official cfg 15: eps = (1 + 15) eps_c - 15 eps_u
     clamp: float = 1.2
@@ -141,8 +143,7 @@ def load_released(snapshot: str | os.PathLike,
 
 
 # How `convert_released`'s folder is sampled, beside the release's own settings (docs/evaluation.md).
-OUR_SAMPLER = {"sampler": "ddim", "schedule": "cosine", "uncond": "the empty caption, encoded by encode.text",
-               "coherence": [1.0, 0.0]}
+OUR_SAMPLER = {"sampler": "ddim", "uncond": "the empty caption, encoded by encode.text", "coherence": [1.0, 0.0]}
 RELEASE_FILE = "released.json"
 UNCOND_FILE = "uncond.npy"  # read by loader.load_uncond, as in a shard set
 

@@ -32,7 +32,8 @@ from imagenet_t2i.shards.reader import pad_text
 
 RESUME_FILE = ".sampling.json"  # in each output folder: the settings its files were sampled with
 SEED_RULE = ("x_T of sample j of prompt i = torch.randn((1, C, h, w), generator=torch.Generator().manual_seed("
-             "int(numpy.random.SeedSequence((seed, i, j)).generate_state(1, numpy.uint64)[0])))")
+             "int(numpy.random.SeedSequence((seed, i, j)).generate_state(1, numpy.uint64)[0]))); DDPM's step noise: "
+             "that generator's next draws, one (1, C, h, w) per step")
 
 
 def model_objective(model_dir: str | Path) -> str:
@@ -62,9 +63,20 @@ def sample_seed(seed: int, prompt: int, sample: int) -> int:
     return int(np.random.SeedSequence((seed, prompt, sample)).generate_state(1, np.uint64)[0])
 
 
-def initial_noise(seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
-    """x_T (N, C, h, w) float32 on the CPU; row n from a generator seeded with ``seeds[n]``."""
-    return torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(s)) for s in seeds])
+def initial_noise(seeds: Sequence[int], shape: tuple[int, int, int],
+                  generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+    """x_T (N, C, h, w) float32 on the CPU; row n from a generator seeded with ``seeds[n]`` (or the first draw of
+    ``generators[n]``, which a DDPM sampler then goes on drawing its step noise from)."""
+    generators = generators if generators is not None else [torch.Generator().manual_seed(s) for s in seeds]
+    return torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
+
+
+def sampler_settings(sample_cfg: dict) -> dict:
+    """The settings that decide a sample: sampler, steps, guidance, clamp, schedule (default cosine) and the number
+    of unguided first steps (default 0)."""
+    return {"sampler": sample_cfg.get("sampler", "ddim"), "schedule": sample_cfg.get("schedule", "cosine"),
+            "unguided_steps": sample_cfg.get("unguided_steps", 0),
+            **{k: sample_cfg[k] for k in ("steps", "guidance", "clamp")}}
 
 
 @torch.no_grad()
@@ -80,13 +92,20 @@ def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: Tex
     kwargs = unwrap_model(model).build_kwargs
     shape = (kwargs["in_channels"], kwargs["input_size"], kwargs["input_size"])  # (C, h, w)
     uncond = uncond.to(device)  # (L0, D)
+    settings = sampler_settings(sample_cfg)
+    if (objective, settings["sampler"]) not in SAMPLERS:
+        raise ValueError(f"sample.sampler {settings['sampler']!r} does not sample a {objective!r} model "
+                         f"(known: {sorted(SAMPLERS)})")
+    sampler = SAMPLERS[(objective, settings["sampler"])]
     for start in range(0, len(prompts), batch_size):
         text, mask = pad_text(text_encoder.encode(prompts[start : start + batch_size]))  # (B, T, D), (B, T)
-        noise = initial_noise(seeds[start : start + batch_size], shape).to(device)  # (B, C, h, w)
+        generators = [torch.Generator().manual_seed(s) for s in seeds[start : start + batch_size]]
+        noise = initial_noise([], shape, generators).to(device)  # (B, C, h, w)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            z = SAMPLERS[objective](model, text.to(device), mask.to(device), uncond, shape, steps=sample_cfg["steps"],
-                                    guidance=sample_cfg["guidance"], clamp=sample_cfg["clamp"], progress=progress,
-                                    noise=noise)
+            z = sampler(model, text.to(device), mask.to(device), uncond, shape, steps=settings["steps"],
+                        guidance=settings["guidance"], clamp=settings["clamp"], progress=progress, noise=noise,
+                        schedule=settings["schedule"], unguided_steps=settings["unguided_steps"],
+                        step_generators=generators)
         yield to_uint8(autoencoder.decode(z / autoencoder.scale_factor))
 
 
@@ -104,7 +123,7 @@ def sample_missing(model_dir: str | Path, out_dir: str | Path, autoencoder: Auto
     settings = {"model": path_hash(model_dir), "objective": objective, "autoencoder": autoencoder.describe(),
                 "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),
                 "samples_per_prompt": samples_per_prompt, "seed": seed, "seed_rule": SEED_RULE,
-                "precision": precision(device), **{k: sample_cfg[k] for k in ("steps", "guidance", "clamp")}}
+                "precision": precision(device), **sampler_settings(sample_cfg)}
     _claim(out_dir, settings)
     todo = [i for i in range(len(prompts)) if not done(i)]
     if not todo:
