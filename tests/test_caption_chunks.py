@@ -169,3 +169,47 @@ def test_the_crop_set_never_streams_the_release(tmp_path, monkeypatch):
     write_jsonl(train / "index.jsonl", [{"key": "n01_0", "class": 0, "path": "images/x.png"}])
     record_captioner(config, train, "ta", (0, 1))
     assert len(read) == 1  # the training set's keys are looked up
+
+
+def test_an_empty_caption_drops_the_image_from_the_set(tmp_path):
+    """Never trained as an unconditional sample: dropped in the caption file, counted in the chunk summary, skipped
+    and counted by the shards stage, left out of the FD captions."""
+    import numpy as np
+    from PIL import Image
+
+    from imagenet_t2i.encode.autoencoder import PixelAutoencoder
+    from imagenet_t2i.encode.text import MiniLMEncoder
+    from imagenet_t2i.encode.text_cache import read_texts
+    from imagenet_t2i.shards.writer import merge_shards, write_shards
+
+    class Mute:  # a VLM stand-in that says nothing about dark images (test_llava.py shows how LLaVA can)
+        def caption_images(self, images):
+            return ["" if img.mean() < 100 else "A bright image." for img in images]
+
+        def describe(self):
+            return {"backend": "mute"}
+
+    (tmp_path / "x").mkdir()
+    rows = []
+    for i, level in enumerate([200, 10, 220, 30]):
+        Image.fromarray(np.full((32, 32, 3), level, np.uint8)).save(tmp_path / "x" / f"{i}.png")
+        rows.append({"key": f"k{i}", "path": f"x/{i}.png", "class": "n01"})
+    write_jsonl(tmp_path / "index.jsonl", rows)
+    parts = []
+    for i, name in enumerate(chunk_names(2)):
+        parts.append(tmp_path / "parts" / f"{name}.jsonl")
+        summary = write_caption_chunk(rows, ImageRecords(Mute(), tmp_path, 32), parts[-1], (i, 2), "fp",
+                                      progress=False)
+        assert (summary["written"], summary["empty"]) == (1, [f"k{2 * i + 1}"])
+    merged = merge_caption_chunks(parts, tmp_path / "ta.jsonl")
+    assert merged["written"] == 2 and merged["empty"] == ["k1", "k3"]
+    assert read_jsonl(tmp_path / "ta.jsonl")[1] == {"key": "k1", "caption": None, "dropped": "empty caption"}
+    assert read_texts(tmp_path / "ta.jsonl", captions_limit=5) == ["A bright image."] * 2
+    manifests = []
+    for i in range(2):
+        manifests.append(tmp_path / "shards" / f"part{i}")
+        write_shards(tmp_path, tmp_path / "ta.jsonl", manifests[-1], PixelAutoencoder(), MiniLMEncoder(max_tokens=16),
+                     32, shard_size=1, batch_size=4, progress=False, chunk=(i, 2))
+    manifest = merge_shards(manifests, tmp_path / "shards" / "all")
+    assert (manifest["num_samples"], manifest["dropped"]) == (2, 2)
+    assert sorted(x["key"] for x in manifest["skipped"] if x.get("dropped")) == ["k1", "k3"]

@@ -40,6 +40,9 @@ def summary_path(part: str | os.PathLike) -> Path:
     return Path(part).with_suffix(".json")
 
 
+EMPTY = "empty caption"  # the ``dropped`` reason of an image whose caption came back empty
+
+
 def fingerprint(index_sha256: str, kind: str, captioner: dict) -> str:
     """What a set's chunks must share to be merged: the image index, the caption kind, the captioner's settings."""
     blob = json.dumps({"index": index_sha256, "kind": kind, "captioner": captioner}, sort_keys=True)
@@ -61,8 +64,10 @@ def write_caption_chunk(records: Sequence[dict], captioner: RecordCaptioner, out
             for rec, caption in zip(batch, captioner.caption(batch), strict=True):
                 if caption is None:
                     continue
-                if not caption.strip(" ."):
+                if not caption.strip(" ."):  # dropped from the set, never trained as an unconditional sample
                     empty.append(rec["key"])
+                    f.write(json.dumps({"key": rec["key"], "caption": None, "dropped": EMPTY}) + "\n")
+                    continue
                 f.write(json.dumps({"key": rec["key"], "caption": caption}) + "\n")
                 written += 1
             bar.update(len(batch))
@@ -73,7 +78,7 @@ def write_caption_chunk(records: Sequence[dict], captioner: RecordCaptioner, out
                "captioner": captioner.describe(), "wall_s": round(wall, 3),
                "images_per_s": round(len(mine) / wall, 3) if wall > 0 else None}
     write_json(summary_path(out_path), summary)
-    print(f"{out_path}: {written} captions, {len(summary['failed'])} unreadable, {len(empty)} empty, "
+    print(f"{out_path}: {written} captions, {len(summary['failed'])} unreadable, {len(empty)} empty (dropped), "
           f"{summary['images_per_s']} img/s", flush=True)
     return summary
 
@@ -99,7 +104,7 @@ def merge_caption_chunks(parts: Sequence[str | os.PathLike], out_path: str | os.
                         raise ValueError(f"{part}: key {key!r} is captioned twice; rerun the caption chunks")
                     seen.add(key)
                     f.write(line)
-    return {"chunks": count, "written": len(seen), "fingerprint": loaded[0][1]["fingerprint"],
+    return {"chunks": count, "written": sum(s["written"] for _, s in loaded), "fingerprint": loaded[0][1]["fingerprint"],
             "failed": [x for _, s in loaded for x in s["failed"]], "empty": [x for _, s in loaded for x in s["empty"]],
             "captioner": loaded[0][1]["captioner"],
             "wall_s": round(sum(s["wall_s"] for _, s in loaded), 3)}

@@ -31,12 +31,13 @@ def text_key(text: str) -> str:
 
 def read_texts(path: str | os.PathLike, captions_limit: int | None = None) -> list[str]:
     """The ``prompt`` of every row of a prompts JSONL (GenEval, DPG), or the ``caption`` of the first
-    ``captions_limit`` rows of a captions JSONL (FD samples only those)."""
+    ``captions_limit`` captions of a captions JSONL (FD samples only those; images dropped for an empty caption,
+    ``"caption": null``, do not count)."""
     rows = read_jsonl(path)
     if rows and "prompt" in rows[0]:
         return [row["prompt"] for row in rows]
     if rows and "caption" in rows[0]:
-        return [row["caption"] for row in rows[:captions_limit]]
+        return [row["caption"] for row in rows if row["caption"] is not None][:captions_limit]
     raise ValueError(f"{path}: expected JSONL rows with a 'prompt' (GenEval, DPG) or 'caption' (captions) field")
 
 

@@ -65,9 +65,10 @@ def image_bytes(img: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def read_captions(path: str | os.PathLike) -> dict[str, str]:
-    """key -> caption from a captions JSONL; a key listed twice with different captions is an error."""
-    captions: dict[str, str] = {}
+def read_captions(path: str | os.PathLike) -> dict[str, str | None]:
+    """key -> caption from a captions JSONL (None: the image was dropped, e.g. its caption came back empty); a key
+    listed twice with different captions is an error."""
+    captions: dict[str, str | None] = {}
     for row in read_jsonl(path):
         key, caption = row["key"], row["caption"]
         if captions.get(key, caption) != caption:
@@ -154,6 +155,11 @@ def _write_shard(path: Path, batches: Iterable[list[tuple[dict, Any]]], captions
             mean, std = autoencoder.encode(to_tensor([img for _, img in good]))  # (B, C, h, w) each
             mean = mean.cpu().numpy().astype(np.float16)
             std = std.cpu().numpy().astype(np.float16)
+            dropped = [rec["key"] for rec, _ in good if captions[rec["key"]] is None]
+            good = [(rec, img) for rec, img in good if captions[rec["key"]] is not None]
+            skipped += [{"key": key, "dropped": "no caption (empty)"} for key in dropped]
+            if not good:
+                continue
             texts = [captions[rec["key"]] for rec, _ in good]
             embs = text_encoder.encode(texts)  # B x (L_i, D) float16
             for j, (rec, img) in enumerate(good):
@@ -179,7 +185,9 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
 
     ``chunk=(c, n)`` writes only the shards of chunk ``c`` of ``n`` (a part folder for `merge_shards`;
     its manifest says ``"chunk": [c, n]``). Unreadable or missing images are logged, skipped and listed
-    in ``manifest["skipped"]``; a readable image without a caption raises ValueError before any work is done.
+    in ``manifest["skipped"]``, as are images whose caption row says they were dropped (``"caption": null``:
+    an empty VLM caption; ``manifest["dropped"]`` counts them); a readable image without a caption row raises
+    ValueError before any work is done.
     """
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     index_path, captions_path = split_dir / "index.jsonl", Path(captions_path)
@@ -244,6 +252,7 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
         "num_samples": sum(e["num_samples"] for e in shards),
         "shards": shards,
         "skipped": [x for s in mine for x in done[s]["skipped"]],
+        "dropped": sum(1 for s in mine for x in done[s]["skipped"] if "dropped" in x),
         "autoencoder": autoencoder.describe(),
         "text_encoder": text_encoder.describe(),
         "resolution": resolution,
@@ -264,8 +273,8 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
     write_json(manifest_path, manifest)
     progress_path.unlink(missing_ok=True)
     if manifest["skipped"]:
-        log.warning("%s: skipped %d unreadable image(s), listed in %s",
-                    out_dir, len(manifest["skipped"]), manifest_path)
+        log.warning("%s: skipped %d image(s) (%d dropped for an empty caption, the rest unreadable), listed in %s",
+                    out_dir, len(manifest["skipped"]), manifest["dropped"], manifest_path)
     return manifest
 
 
@@ -305,6 +314,7 @@ def merge_shards(parts: list[str | os.PathLike], out_dir: str | os.PathLike) -> 
     manifest = {k: v for k, v in manifests[0][1].items() if k != "chunk"}
     manifest["shards"] = [e for _, m in manifests for e in m["shards"]]
     manifest["skipped"] = [x for _, m in manifests for x in m["skipped"]]
+    manifest["dropped"] = sum(m.get("dropped", 0) for _, m in manifests)
     manifest["num_samples"] = sum(e["num_samples"] for e in manifest["shards"])
     listed = {e["name"] for e in manifest["shards"]}
     for stale in out_dir.glob("shard-*.tar"):

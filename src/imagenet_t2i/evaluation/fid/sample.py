@@ -17,10 +17,11 @@ from imagenet_t2i.sampling.sample import generate, model_objective, sample_seed
 def caption_samples(model_dir: str | Path, captions_path: str | Path, num: int, autoencoder: Autoencoder,
                     text_encoder: TextEncoder, uncond: torch.Tensor, sample_cfg: dict, batch_size: int = 64,
                     items: range | None = None) -> tuple[Iterator[np.ndarray], list[str]]:
-    """One sample per caption for the first ``num`` captions (or those of ``items``, one chunk of them), streamed
+    """One sample per caption for the first ``num`` captions (images dropped for an empty caption do not count; or
+    those of ``items``, one chunk of them), streamed
     as uint8 batches (B, H, W, 3), and the captions; caption i is sample 0 of prompt i under seed
     ``sample.seed + 1``, whichever chunk samples it."""
-    rows = read_jsonl(captions_path)[:num]
+    rows = [r for r in read_jsonl(captions_path) if r["caption"] is not None][:num]  # dropped images have none
     items = range(len(rows)) if items is None else items
     if items.stop > len(rows):
         raise ValueError(f"{captions_path}: {len(rows)} captions, fewer than the {items.stop} asked for")
