@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy.special import log_softmax, softmax
 
-from imagenet_t2i.evaluation.fid.fd import compute_fd, frechet_distance, prdc
+from imagenet_t2i.evaluation.fid.fd import compute_fd, frechet_distance, prdc, prdc_splits
 from imagenet_t2i.evaluation.fid.feature_nets import (IMAGENET_MEAN, IMAGENET_STD, clip_pixels, hub_position_embeddings,
                                                       load_clip_image, load_dinov2, resize_bicubic)
 from imagenet_t2i.evaluation.fid.feature_stats import (ReferenceStats, Reservoir, RunningStats, inception_score,
@@ -298,8 +298,31 @@ def test_chunked_features_give_the_one_pass_report_bit_for_bit(nets, tmp_path):
     chunks = [tmp_path / f"{i}.npz" for i in range(3)]
     for path, part in zip(chunks, (fake[:3], fake[3:7], fake[7:])):  # boundaries off the batch size
         write_features([part], [inception, dino], path, batch_size=4, meta={"captions": "test"})
-    assert fid_report_from_features(chunks, reference, k=3, batch_size=4) == one_pass
+    merged = fid_report_from_features(chunks, reference, k=3, batch_size=4)
+    assert merged["inception"] == one_pass["inception"]  # the IS: bit for bit
+    prdc_keys = ("precision", "recall", "density", "coverage", "prdc")
+    assert {k: v for k, v in merged["dinov2"].items() if k not in prdc_keys} == \
+        {k: v for k, v in one_pass["dinov2"].items() if k not in prdc_keys}  # FD and the rest: bit for bit
     assert one_pass["dinov2"]["num_samples"] == 11 and one_pass["inception"]["is_mean"] > 0
+    # PRDC over paired splits of every row (here 10 // 5 = 2 <= k rows a split, so one split of all 10 pairs)
+    with torch.no_grad():
+        rf, ff = (dino(torch.from_numpy(x).permute(0, 3, 1, 2))["dinov2"].numpy() for x in (real, fake))
+    expected = prdc(rf, ff[:10], k=3)
+    assert {m: merged["dinov2"][m] for m in expected} == pytest.approx(expected)
+    assert merged["dinov2"]["prdc"]["splits"] == 1 and merged["dinov2"]["prdc"]["size"] == 10
     write_features([fake[7:]], [dino], chunks[2], batch_size=4)  # a chunk made with other networks
     with pytest.raises(ValueError, match=r"2\.npz: its features were made with other networks"):
         fid_report_from_features(chunks, reference)
+
+
+def test_prdc_over_five_paired_splits_as_the_papers_code():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(60, 4)), rng.normal(0.3, 1.0, size=(64, 4))
+    out = prdc_splits(real, fake, k=3)
+    assert out["prdc_splits"]["splits"] == 5 and out["prdc_splits"]["size"] == 12  # min(10k, 60 // 5)
+    per = [prdc(real[i * 12:(i + 1) * 12], fake[i * 12:(i + 1) * 12], k=3) for i in range(5)]
+    for metric in ("precision", "recall", "density", "coverage"):
+        assert out[metric] == pytest.approx(np.mean([p[metric] for p in per]))
+    assert out["prdc_splits"]["per_split"] == per
+    assert prdc_splits(real[:10], fake[:10], k=3)["prdc_splits"] == {"splits": 1, "size": 10,
+                                                                     "per_split": [prdc(real[:10], fake[:10], k=3)]}

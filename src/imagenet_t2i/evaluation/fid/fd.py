@@ -110,6 +110,23 @@ def prdc(
     }
 
 
+PRDC_SPLITS, PRDC_SPLIT_MAX = 5, 10_000  # the paper's code: five paired splits of 10k
+
+
+def prdc_splits(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3, splits: int = PRDC_SPLITS,
+                max_size: int = PRDC_SPLIT_MAX) -> dict:
+    """PRDC averaged over ``splits`` paired disjoint splits, as the paper's code computes it: split i pairs rows
+    [i s, (i + 1) s) of the real and of the fake features (both in caption order: fake i was sampled from the
+    caption of real image i), s = min(max_size, n // splits), n = the smaller set. Where s <= k (a toy set), one
+    split of all n rows. Returns the means and ``prdc_splits`` = {"splits", "size", per-split values}."""
+    n = min(len(real_feats), len(fake_feats))
+    size = min(max_size, n // splits)
+    splits, size = (splits, size) if size > k else (1, n)
+    per = [prdc(real_feats[i * size:(i + 1) * size], fake_feats[i * size:(i + 1) * size], k=k) for i in range(splits)]
+    means = {m: float(np.mean([p[m] for p in per])) for m in per[0]}
+    return {**means, "prdc_splits": {"splits": splits, "size": size, "per_split": per}}
+
+
 @torch.no_grad()
 def extract_features(
     extractor: Extractor,

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from imagenet_t2i.evaluation.fid.clip_score import ClipScorer, ClipScoreTotals
-from imagenet_t2i.evaluation.fid.fd import frechet_distance, prdc
+from imagenet_t2i.evaluation.fid.fd import PRDC_SPLIT_MAX, PRDC_SPLITS, frechet_distance, prdc, prdc_splits
 from imagenet_t2i.evaluation.fid.feature_stats import (SAMPLE_CAP, ReferenceStats, Reservoir, RunningStats,
                                                        inception_score, load_reference_stats, save_reference_stats)
 from imagenet_t2i.io import atomic_write
@@ -197,7 +197,9 @@ def fid_report_from_features(paths: Sequence[str | os.PathLike],
     """`fid_report` of the images whose features the chunk files hold, in order: fed in batches of
     ``batch_size`` across chunk boundaries, so the report is bit for bit that of one pass over the same features
     with the same ``batch_size``, whatever the chunking (the features themselves can differ in the last bits
-    where a chunk cuts a batch differently: GPU kernels, CLIP's padding of a batch's prompts)."""
+    where a chunk cuts a batch differently: GPU kernels, CLIP's padding of a batch's prompts). PRDC is the paper
+    code's: the mean over five paired disjoint splits (`prdc_splits`; the reference must keep its first 50k rows
+    in order, as `fd reference` writes it)."""
     arrays, networks = read_features(paths)
     clip_network = networks.pop("clip_score", None)
     refs = _load_references(networks, reference)
@@ -212,7 +214,8 @@ def fid_report_from_features(paths: Sequence[str | os.PathLike],
         if totals is not None:
             totals.update(torch.from_numpy(arrays["clip_score.scores"][rows]),
                           torch.from_numpy(arrays["clip_score.truncated"][rows]))
-    return _report(accs, totals, clip_network, refs, reference, k, sample_cap)
+    fake_rows = {name: arrays[f"{name}.features"] for name in networks}
+    return _report(accs, totals, clip_network, refs, reference, k, sample_cap, fake_rows)
 
 
 def write_reference_stats(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], reference_set: str,
@@ -249,20 +252,34 @@ def _load_references(networks: Mapping[str, dict],
     return refs
 
 
+def _prdc_entry(ref: ReferenceStats, acc: FeatureAccumulator, fake_rows: np.ndarray | None, k: int,
+                sample_cap: int, name: str) -> dict:
+    """PRDC on the reservoir samples (streaming), or over paired splits when every fake row is at hand."""
+    if fake_rows is None:
+        return {**prdc(ref.sample, acc.sample.sample, k=k),
+                "prdc": {"k": k, "num_fake": len(acc.sample.sample), "num_real": len(ref.sample), "cap": sample_cap}}
+    if len(ref.sample) < min(ref.count, PRDC_SPLITS * PRDC_SPLIT_MAX):
+        raise ValueError(f"{name}: the reference statistics keep {len(ref.sample)} of {ref.count} rows (a "
+                         f"{ref.meta.get('sample_cap')}-row reservoir); PRDC over paired splits needs the first "
+                         f"{PRDC_SPLITS * PRDC_SPLIT_MAX:,} in order: recompute them with 'imagenet-t2i fd reference'")
+    split = prdc_splits(ref.sample, fake_rows, k=k)
+    return {**{m: v for m, v in split.items() if m != "prdc_splits"},
+            "prdc": {"k": k, "num_fake": len(fake_rows), "num_real": len(ref.sample), **split["prdc_splits"]}}
+
+
 def _report(accs: Mapping[str, FeatureAccumulator], totals: ClipScoreTotals | None, clip_network: dict | None,
             refs: Mapping[str, ReferenceStats | None],
-            reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int, sample_cap: int) -> dict:
+            reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int, sample_cap: int,
+            fake_rows: Mapping[str, np.ndarray] | None = None) -> dict:
     report: dict = {}
     for name, acc in accs.items():
         entry: dict = {"network": acc.network, "num_samples": acc.stats.count}
         ref = refs[name]
         if ref is not None:
             entry.update({"fd": frechet_distance(acc.stats.mean, acc.stats.cov, ref.mu, ref.sigma),
-                          **prdc(ref.sample, acc.sample.sample, k=k),
+                          **_prdc_entry(ref, acc, (fake_rows or {}).get(name), k, sample_cap, name),
                           "reference_set": ref.meta.get("reference_set"), "num_reference": ref.count,
-                          "reference": None if isinstance(reference[name], ReferenceStats) else str(reference[name]),
-                          "prdc": {"k": k, "num_fake": len(acc.sample.sample), "num_real": len(ref.sample),
-                                   "cap": sample_cap}})
+                          "reference": None if isinstance(reference[name], ReferenceStats) else str(reference[name])})
         if acc.logits:
             entry.update(inception_score(np.concatenate(acc.logits)), is_splits=10)
         report[name] = entry
