@@ -219,19 +219,26 @@ def cubic_resample_1d(values: np.ndarray, n_out: int, step: float, a: float = -0
 
 
 def test_clip_image_features_match_transformers_pipeline(nets):
-    from transformers import CLIPImageProcessor, CLIPModel
+    """FD-CLIP as the paper's code: CLIPVisionModel's last_hidden_state[:, 0] (before the final LayerNorm); the
+    projected embedding beside it for CLIPScore."""
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPVisionModel
 
     imgs = uint8_images(2, 48, 64, seed=5)
     processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
     with torch.no_grad():
-        ours = nets["clip"](torch.from_numpy(imgs).permute(0, 3, 1, 2))["clip"]
+        ours = nets["clip"](torch.from_numpy(imgs).permute(0, 3, 1, 2))
         pixels = processor(images=[Image.fromarray(im) for im in imgs], return_tensors="pt")["pixel_values"]
+        vision = CLIPVisionModel.from_pretrained(nets["root"] / "clip")  # the paper's code's model class
+        theirs = vision(pixel_values=pixels).last_hidden_state[:, 0]
         model = CLIPModel.from_pretrained(nets["root"] / "clip")
-        theirs = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        embeds = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
     np.testing.assert_allclose(clip_pixels(torch.from_numpy(imgs).permute(0, 3, 1, 2), 224).numpy(), pixels.numpy(),
                                atol=0.05)  # a few +-1 levels of 255 from PIL's fixed point, / std 0.26
-    assert ours.shape == (2, 16)
-    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=2e-3)
+    hidden = model.config.vision_config.hidden_size
+    assert ours["clip"].shape == (2, hidden) and nets["clip"].describe()["feature_dim"] == hidden
+    torch.testing.assert_close(ours["clip"], theirs, rtol=1e-3, atol=2e-3)
+    assert not torch.allclose(ours["clip"], vision(pixel_values=pixels).pooler_output, atol=1e-2)  # pre-LayerNorm
+    torch.testing.assert_close(ours["clip_embeds"], embeds, rtol=1e-3, atol=2e-3)
 
 
 def test_image_batches_regroups_and_splits_on_size(tmp_path):

@@ -41,7 +41,7 @@ class ClipScorer(nn.Module):
                               return_tensors="pt").to(device)
         txt = self.model.text_projection(self.model.text_model(input_ids=text["input_ids"],
                                                                attention_mask=text["attention_mask"]).pooler_output)
-        img = self.image_features(images.to(device))["clip"]  # (B, D)
+        img = self.image_features(images.to(device))["clip_embeds"]  # (B, D)
         cos = F.cosine_similarity(img.float(), txt.float(), dim=-1)  # (B,)
         return (100 * cos).clamp(min=0).cpu(), truncated
 

@@ -14,11 +14,11 @@ see tests/test_feature_stats.py).
   The position embeddings (a 37 x 37 grid for 518 px) are resampled to 16 x 16 as torch.hub's model does
   (``hub_position_embeddings``), not as transformers does.
 - CLIP (``openai/clip-vit-large-patch14`` layout, ``CLIPModel``'s vision tower): shorter side to 224, centre
-  crop 224 (offset (size - 224) // 2, as ``CLIPImageProcessor``), OpenAI mean / std; the feature is the
-  projected image embedding (what ``CLIPVisionModelWithProjection`` calls ``image_embeds``, 768-d),
-  unnormalised, as torch-fidelity's ``clip`` features. The full ``CLIPModel`` is loaded because
-  ``CLIPVisionModelWithProjection`` reads the vision config's own ``projection_dim``, which a CLIPModel folder
-  need not carry.
+  crop 224 (offset (size - 224) // 2, as ``CLIPImageProcessor``), OpenAI mean / std. The FD-CLIP feature is
+  the paper's code's: ``CLIPVisionModel(...).last_hidden_state[:, 0]``, the CLS token BEFORE the final
+  LayerNorm (1024-d), not the projected image embedding (768-d, torch-fidelity's ``clip`` features), which the
+  same pass also gives for CLIPScore (``clip_embeds``). The full ``CLIPModel`` is loaded so that one model
+  serves both.
 """
 from __future__ import annotations
 
@@ -129,8 +129,8 @@ class DinoV2Features(nn.Module):
 
 
 class ClipImageFeatures(nn.Module):
-    """uint8 images (N, 3, H, W) -> {"clip": projected image embeddings (N, projection_dim)} of a ``CLIPModel``
-    (its vision tower and visual projection; the same loaded model can serve CLIPScore)."""
+    """uint8 images (N, 3, H, W) -> {"clip": the vision tower's CLS token before its final LayerNorm (N, hidden),
+    the FD-CLIP feature; "clip_embeds": the projected image embedding (N, projection_dim), CLIPScore's}."""
 
     name = "clip"
     feature_key = "clip"
@@ -144,8 +144,9 @@ class ClipImageFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = clip_pixels(images, self.input_size)  # (N, 3, S, S)
-        pooled = self.model.vision_model(pixel_values=x).pooler_output  # (N, hidden)
-        return {"clip": self.model.visual_projection(pooled).float()}  # (N, projection_dim)
+        out = self.model.vision_model(pixel_values=x)
+        return {"clip": out.last_hidden_state[:, 0].float(),  # (N, hidden): pre-LayerNorm CLS
+                "clip_embeds": self.model.visual_projection(out.pooler_output).float()}  # (N, projection_dim)
 
     def describe(self) -> dict:
         """What an FD-CLIP number depends on."""
@@ -153,8 +154,9 @@ class ClipImageFeatures(nn.Module):
         return {"network": f"clip vision (CLIPModel, hidden {v.hidden_size}, layers {v.num_hidden_layers}, "
                            f"patch {v.patch_size})", **self.weights,
                 "resize": f"shorter side, {BICUBIC_FILTER}; centre crop", "input_size": self.input_size,
-                "normalise": "openai clip mean/std", "feature": "image embedding (visual projection, unnormalised)",
-                "feature_dim": self.model.config.projection_dim}
+                "normalise": "openai clip mean/std",
+                "feature": "last_hidden_state[:, 0] (CLS before the final LayerNorm, as the paper's code)",
+                "feature_dim": v.hidden_size}
 
 
 def load_dinov2(path: str | os.PathLike, sha256: str | None = None,
