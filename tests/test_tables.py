@@ -60,7 +60,7 @@ def world(tmp_path):
 
 def test_table_means_spread_and_reference_columns(world):
     root, spec, ref = world
-    table = build_table("T-X", spec, root, reference=ref)
+    table = build_table("T-X", {**spec, "notes": ["how row B was sampled is unknown"]}, root, reference=ref)
     rows = {r.label: r for r in table.rows}
     assert list(rows) == ["A", "B", "SD-XL"]  # unmatched reference row appended as a baseline
 
@@ -90,7 +90,7 @@ def test_table_means_spread_and_reference_columns(world):
     a_line = next(line for line in md.splitlines() if line.startswith("| A |"))
     assert "±" in a_line and NOT_REPORTED in a_line
     assert "reported: b beats a (test paper, Sec. 4)" in md and "test paper, Table 9: B / fd = 1.5" in md
-    assert "tiny_feature_net" in md
+    assert "tiny_feature_net" in md and "Notes:\n- how row B was sampled is unknown" in md
     tex = table.files[".tex"].read_text()
     assert r"\begin{tabular}" in tex and r"geneval\_overall (ours)" in tex and r"$\pm$" in tex
 

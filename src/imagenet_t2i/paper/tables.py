@@ -126,6 +126,7 @@ class Table:
     claims: list[Claim] = field(default_factory=list)
     feature_nets: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _check_spec(table_id: str, spec: Mapping) -> None:
@@ -230,7 +231,7 @@ def collect(table_id: str, spec: Mapping, results_root: str | os.PathLike,
         if any(c.reported for c in cells.values()):
             rows.append(TableRow(key, [], cells, baseline=True))
     return Table(table_id, str(spec.get("title", table_id)), metrics, rows, reference.claims(table_id),
-                 list(feature_nets))
+                 list(feature_nets), notes=list(spec.get("notes", [])))
 
 
 def _header(table: Table) -> list[str]:
@@ -293,6 +294,8 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
     if table.feature_nets:
         lines += ["", "FD / precision / recall / density / coverage feature net: "
                   + "; ".join(f"`{n}`" for n in table.feature_nets)]
+    if table.notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in table.notes]
     if table.claims:
         lines += ["", "Reported claims (not cell values):"] + [f"- {c.text} ({c.source})" for c in table.claims]
     if sources := _sources(table):
