@@ -191,3 +191,46 @@ def test_the_vllm_engine_gets_whole_request_batches_and_its_environment(tiny):
     assert caption_env(config) == "../../envs/vllm.yaml"
     assert (REPO / "workflow" / "rules" / caption_env(config)).resolve() == REPO / "envs" / "vllm.yaml"
     assert (REPO / "envs" / "vllm.post-deploy.sh").is_file()  # installs this package into that environment
+
+
+def test_full_view_shows_the_vlm_the_original_images(captioner, tmp_path, monkeypatch):
+    """captions.view: full (paper.yaml, as the official script): the processor gets the fake ImageNet's JPEGs at
+    their own sizes (anyres picks its grid from them); crop: the resized centre crop the models train on."""
+    from imagenet_t2i.captions.records import ImageRecords
+    from imagenet_t2i.encode.images import CorruptImageError, load_rgb
+    from imagenet_t2i.io import read_jsonl
+    from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
+    from imagenet_t2i.source.imagenet import build_index
+
+    fake = write_fake_imagenet(tmp_path / "imagenet", classes=2, train_per_class=3, val_per_class=1, seed=0)
+    build_index(fake["root"], "train", fake["synset_mapping"], tmp_path / "train", workers=1)
+    rows = read_jsonl(tmp_path / "train" / "index.jsonl")
+    originals = []
+    for row in rows:
+        try:
+            originals.append(load_rgb(row["path"]).shape[:2])  # (H, W); the truncated odd file is reported instead
+        except CorruptImageError:
+            pass
+    seen = []
+
+    class Spy:  # the real processor, recording the image sizes it was handed
+        def __init__(self, processor) -> None:  # noqa: ANN001
+            self.processor = processor
+
+        def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+            out = self.processor(*args, **kwargs)
+            seen.extend(tuple(int(v) for v in size) for size in out["image_sizes"])
+            return out
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(self.processor, name)
+
+    monkeypatch.setattr(captioner, "processor", Spy(captioner.processor))
+    full = ImageRecords(captioner, tmp_path / "train", 32, view="full")
+    captions = full.caption(rows)
+    assert sum(c is not None for c in captions) == len(originals) == len(rows) - 1 and len(full.failures) == 1
+    assert seen == originals and len(set(seen)) > 1  # the JPEGs' own, varied sizes (60-120 px a side)
+    assert full.describe()["view"] == "the stored image, whole"
+    seen.clear()
+    ImageRecords(captioner, tmp_path / "train", 32, view="crop").caption(rows)
+    assert seen == [(32, 32)] * len(originals)
