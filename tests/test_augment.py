@@ -377,3 +377,34 @@ def test_cutmix_needs_two_classes(tmp_path):
     build_split(src, "train", 6, seed=0, size=32, classes=["circle"], progress=False)
     with pytest.raises(ValueError, match="at least two classes"):
         build_cutmix_set(src, tmp_path / "out", "half", seed=0, progress=False)
+
+
+def test_crop_from_the_original_keeps_its_detail(tmp_path):
+    """augment.crop.from_original (paper.yaml): the window is cut from the stored photo at full resolution and
+    resized once, instead of cropping the 32-px image and upscaling it; same window, same record."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "src" / "train").mkdir(parents=True)
+    rows = []
+    for i in range(4):
+        photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)  # fine detail that a 32-px copy loses
+        Image.fromarray(photo).save(tmp_path / "src" / "train" / f"k{i}.png")
+        rows.append({"key": f"k{i}", "class": f"n0{i % 2}", "path": f"train/k{i}.png"})
+    write_jsonl(tmp_path / "src" / "index.jsonl", rows)
+    resized = build_crop_set(tmp_path / "src", tmp_path / "resized", (0.35, 0.5), seed=0, size=32, progress=False)
+    original = build_crop_set(tmp_path / "src", tmp_path / "original", (0.35, 0.5), seed=0, size=32, progress=False,
+                              from_original=True)
+    assert original["settings"]["from_original"] and "from_original" not in resized["settings"]
+    for a, b in zip(read_jsonl(tmp_path / "resized/scenes.jsonl"), read_jsonl(tmp_path / "original/scenes.jsonl")):
+        assert a["region"] == b["region"] and b["from_original"] == [300, 400]  # the same window, recorded
+        x1, y1, x2, y2 = b["region"]
+        photo = np.asarray(Image.open(tmp_path / "src" / "train" / f"{b['parents'][0]}.png"))
+        f, left = 300 / 32, 50  # the centre square is photo[:, 50:350]
+        window = photo[round(y1 * f):round(y2 * f), left + round(x1 * f):left + round(x2 * f)]
+        expected = np.asarray(Image.fromarray(window).resize((32, 32), Image.Resampling.BILINEAR))
+        key = b["key"]
+        got = np.asarray(Image.open(next((tmp_path / "original" / "images").rglob(f"{key}.png"))))
+        upscaled = np.asarray(Image.open(next((tmp_path / "resized" / "images").rglob(f"{key}.png"))))
+        assert np.array_equal(got, expected)
+        # the upscaled 32-px crop is far smoother: its neighbouring pixels differ much less than the real ones
+        sharp, smooth = (np.abs(np.diff(x.astype(int), axis=1)).mean() for x in (got, upscaled))
+        assert sharp > 2 * smooth

@@ -92,7 +92,7 @@ def test_unreadable_images_are_reported_not_captioned(tmp_path):
     summary = write_caption_chunk(rows, ImageRecords(Sizes(), tmp_path, 32), part, (0, 1), "fp", progress=False)
     assert read_jsonl(part) == [{"key": "a", "caption": "An image of 32 pixels."}]
     assert [f["key"] for f in summary["failed"]] == ["b"] and summary["written"] == 1
-    assert summary["captioner"]["view"] == "resize 32 + centre crop"
+    assert summary["captioner"]["view"] == "32 px square (bicubic)"
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])

@@ -68,6 +68,18 @@ def test_preprocess_resizes_shorter_side_and_center_crops():
     assert np.array_equal(preprocess(exact, 32), exact[:, 8:40])  # no resize when the short side fits
 
 
+def test_official_preprocessing_cuts_the_centre_square_then_resizes_bilinear():
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)  # a typical ImageNet size
+    out = preprocess(photo, 64, "official")
+    expected = np.asarray(Image.fromarray(photo[:, 62:437]).resize((64, 64), Image.Resampling.BILINEAR))
+    assert np.array_equal(out, expected)
+    assert not np.array_equal(out, preprocess(photo, 64))  # the bicubic resize-then-crop differs
+    assert np.array_equal(preprocess(photo[:64, :80], 64, "official"), photo[:64, 8:72])  # no resize when it fits
+    with pytest.raises(ValueError, match="source.resize"):
+        preprocess(photo, 64, "lanczos")
+
+
 def test_to_tensor_and_back_is_exact():
     imgs = np.random.default_rng(3).integers(0, 256, (4, 6, 5, 3), dtype=np.uint8)
     imgs[0, 0, 0] = [0, 255, 128]

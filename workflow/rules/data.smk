@@ -58,6 +58,7 @@ rule augment_chunk:
     params:
         code=wf.code(config, "augment", heavy=True),
         augment=wf.output_settings(config.get("augment", {})),
+        resize=config["source"].get("resize", "bicubic"),
     priority: 10
     log:
         f"{R}/logs/augment_{{aug}}_{{chunk}}.log",

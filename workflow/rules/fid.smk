@@ -12,6 +12,7 @@ if config["eval"].get("fid"):
         params:
             code=wf.code(config, "fd reference", heavy=True),
             fid=wf.output_settings(config["eval"]["fid"]),
+            resize=config["source"].get("resize", "bicubic"),
         log:
             f"{R}/logs/fd_reference.log",
         threads: wf.stage_threads(config, "gpu")

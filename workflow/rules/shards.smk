@@ -13,6 +13,7 @@ rule shards_chunk:
     params:
         code=wf.code(config, "shards", heavy=True),
         encode=wf.output_settings({k: v for k, v in config["encode"].items() if k != "val"}),
+        resize=config["source"].get("resize", "bicubic"),
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}_{{chunk}}.log",

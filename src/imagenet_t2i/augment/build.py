@@ -35,7 +35,7 @@ def _build(spec: SetSpec, out_dir: str | Path, chunk: tuple[int, int], workers: 
     if spec.image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {spec.image_format!r}: use one of {sorted(IMAGE_FORMATS)}")
     out_dir = Path(out_dir)
-    source = SourceSplit(spec.source_dir, spec.size)
+    source = SourceSplit(spec.source_dir, spec.size, spec.resize)
     rows = chunk_range(len(source), *chunk)
     settings = {"set": spec.kind, **spec.params(), "seed": spec.seed, "image_format": spec.image_format,
                 "size": source.size, **source.hashes()}
@@ -80,6 +80,7 @@ def build_cutmix_set(
     progress: bool = True,
     chunk: tuple[int, int] = (0, 1),
     workers: int = 1,
+    resize: str = "bicubic",
 ) -> dict:
     """One CutMix composite per readable source image of ``chunk``, key ``cutmix_<key>``.
 
@@ -89,7 +90,7 @@ def build_cutmix_set(
     """
     if pattern not in CUTMIX_CHOICES:
         raise ValueError(f"unknown CutMix pattern {pattern!r}: use one of {list(CUTMIX_CHOICES)}")
-    spec = SetSpec("cutmix", str(source_dir), size, int(seed), image_format, pattern=pattern)
+    spec = SetSpec("cutmix", str(source_dir), size, int(seed), image_format, pattern=pattern, resize=resize)
     return _build(spec, out_dir, chunk, workers, progress)
 
 
@@ -103,7 +104,11 @@ def build_crop_set(
     progress: bool = True,
     chunk: tuple[int, int] = (0, 1),
     workers: int = 1,
+    resize: str = "bicubic",
+    from_original: bool = False,
 ) -> dict:
-    """One random square crop per readable source image of ``chunk``, key ``crop_<key>``; the build record."""
-    spec = SetSpec("crop", str(source_dir), size, int(seed), image_format, scale=(float(scale[0]), float(scale[1])))
+    """One random square crop per readable source image of ``chunk``, key ``crop_<key>``; the build record.
+    ``from_original``: the window is cut from the stored image at full resolution (`apply_crop`)."""
+    spec = SetSpec("crop", str(source_dir), size, int(seed), image_format, scale=(float(scale[0]), float(scale[1])),
+                   from_original=from_original, resize=resize)
     return _build(spec, out_dir, chunk, workers, progress)

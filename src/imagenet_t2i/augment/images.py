@@ -14,9 +14,10 @@ def resize_square(img: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BILINEAR))
 
 
-def load_square_rgb(path: str | Path, size: int, exact: bool = False) -> np.ndarray:
+def load_square_rgb(path: str | Path, size: int, exact: bool = False, crop_first: bool = False) -> np.ndarray:
     """Read any PIL-readable image as RGB (CMYK, grayscale, palette...), resize its shorter side to
-    ``size`` and center-crop to (size, size, 3) uint8 (the paper's base preprocessing).
+    ``size`` and center-crop to (size, size, 3) uint8 (bilinear); with ``crop_first`` (``source.resize:
+    official``) the centre square is cut at full resolution first, then resized, as the official code does.
 
     With ``exact`` the file must already be size x size (its scene boxes refer to that frame).
     """
@@ -25,7 +26,11 @@ def load_square_rgb(path: str | Path, size: int, exact: bool = False) -> np.ndar
         w, h = im.size
         if exact and (w, h) != (size, size):
             raise ValueError(f"{path}: image is {w}x{h}, its scene record says {size}x{size}")
-        if (w, h) != (size, size):
+        if (w, h) != (size, size) and crop_first:
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BILINEAR)
+        elif (w, h) != (size, size):
             s = size / min(w, h)
             nw, nh = max(size, round(w * s)), max(size, round(h * s))
             im = im.resize((nw, nh), Image.Resampling.BILINEAR)

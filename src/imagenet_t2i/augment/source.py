@@ -18,8 +18,8 @@ class SourceSplit:
     1.28M of them (CutMix partners come from the whole set).
     """
 
-    def __init__(self, source_dir: str | Path, size: int | None) -> None:
-        self.dir = Path(source_dir)
+    def __init__(self, source_dir: str | Path, size: int | None, resize: str = "bicubic") -> None:
+        self.dir, self.crop_first = Path(source_dir), resize == "official"
         index = self.dir / "index.jsonl"
         if not index.is_file():
             raise FileNotFoundError(f"{index} not found: build the source split first (it needs index.jsonl)")
@@ -56,7 +56,7 @@ class SourceSplit:
             if self.scenes is None:
                 scene = {"key": key, "size": self.size, "source": "imagenet", "backgrounds": None,
                          "objects": None, "parents": [], "pattern": None}
-                return load_square_rgb(path, self.size), scene
+                return load_square_rgb(path, self.size, crop_first=self.crop_first), scene
             if key not in self.scenes:
                 raise KeyError(f"no record for {key!r} in {self.dir / 'scenes.jsonl'}")
             scene = self.scenes[key]
@@ -67,6 +67,13 @@ class SourceSplit:
         except Exception as e:  # unreadable, truncated, wrong size, missing record: report, skip
             self.unreadable[i] = f"{type(e).__name__}: {e}"
             return None
+
+    def original(self, i: int) -> np.ndarray:
+        """Image i as stored, (H, W, 3) uint8 RGB (the Crop set cuts its window from it at paper scale)."""
+        from PIL import Image
+
+        with Image.open(self.dir / self.paths[i]) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
     def skip_entry(self, i: int, error: str) -> dict:
         """A ``skipped.json`` entry for row i."""

@@ -35,9 +35,14 @@ class SetSpec:
     image_format: str
     pattern: str | None = None  # CutMix
     scale: tuple[float, float] | None = None  # Crop
+    from_original: bool = False  # Crop: cut the window from the stored image (no scene records: ImageNet)
+    resize: str = "bicubic"  # source.resize ("official": bases cut square, then resized)
 
     def params(self) -> dict:
-        return {"pattern": self.pattern} if self.kind == "cutmix" else {"scale": list(self.scale or ())}
+        extra = {"resize": self.resize} if self.resize != "bicubic" else {}
+        if self.kind == "cutmix":
+            return {"pattern": self.pattern, **extra}
+        return {"scale": list(self.scale or ()), **extra, **({"from_original": True} if self.from_original else {})}
 
 
 class Outcome(NamedTuple):
@@ -78,9 +83,13 @@ def cutmix_maker(source: SourceSplit, pattern: str) -> Maker:
     return make
 
 
-def crop_maker(source: SourceSplit, scale: tuple[float, float]) -> Maker:
+def crop_maker(source: SourceSplit, scale: tuple[float, float], from_original: bool = False) -> Maker:
+    if from_original and source.scenes is not None:
+        raise ValueError(f"{source.dir}: augment.crop.from_original needs stored originals (ImageNet); this set has "
+                         "scene records whose boxes refer to its own frame")
+
     def make(i: int, img: np.ndarray, scene: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-        out, rec = apply_crop(img, scene, scale, rng)
+        out, rec = apply_crop(img, scene, scale, rng, source.original(i) if from_original else None)
         return out, {**rec, "parent_classes": [source.classes[i]]}
 
     return make
@@ -98,7 +107,7 @@ class Worker:
         if spec.kind == "cutmix":
             self.make = cutmix_maker(self.source, str(spec.pattern))
         else:
-            self.make = crop_maker(self.source, tuple(spec.scale or ()))
+            self.make = crop_maker(self.source, tuple(spec.scale or ()), spec.from_original)
 
     def one(self, i: int, stage: Path) -> Outcome:
         source, fmt = self.source, self.spec.image_format

@@ -55,17 +55,18 @@ class ImageRecords:
     as the model is trained on them (``"crop"``: resize to ``resolution`` + centre crop)."""
 
     def __init__(self, vlm: VLM, image_dir: str | Path, resolution: int, name: str = "llava",
-                 view: str = "crop") -> None:
+                 view: str = "crop", resize: str = "bicubic") -> None:
         if view not in VIEWS:
             raise ValueError(f"captions.view must be one of {VIEWS}, got {view!r}")
         self.vlm, self.image_dir, self.resolution, self.name, self.view = vlm, Path(image_dir), resolution, name, view
+        self.resize = resize
         self.failures: dict[str, dict] = {}
 
     def load(self, rec: dict) -> np.ndarray | None:
         """The row's image as the VLM sees it, (H, W, 3) uint8; None (reported) if unreadable."""
         try:
             image = load_rgb(self.image_dir / rec["path"])
-            return image if self.view == "full" else preprocess(image, self.resolution)
+            return image if self.view == "full" else preprocess(image, self.resolution, self.resize)
         except CorruptImageError as e:
             self.failures[rec["key"]] = {"key": rec["key"], "path": rec["path"], "error": e.reason}
             return None
@@ -77,7 +78,7 @@ class ImageRecords:
         return [None if img is None else next(captions) for img in images]
 
     def describe(self) -> dict:
-        shown = "the stored image, whole" if self.view == "full" else f"resize {self.resolution} + centre crop"
+        shown = "the stored image, whole" if self.view == "full" else f"{self.resolution} px square ({self.resize})"
         return {**self.vlm.describe(), "view": shown}
 
 
@@ -123,13 +124,15 @@ def record_captioner(config: dict, images: Path, kind: str, chunk: tuple[int, in
         return read_jsonl(images / "scenes.jsonl"), TemplateRecords(SceneCaptioner(seed=config["seed"]),
                                                                     {"kind": "ta", "seed": config["seed"]})
     records, resolution = read_jsonl(images / "index.jsonl"), config["source"]["resolution"]
-    view = config["captions"].get("view", "crop")
+    view, resize = config["captions"].get("view", "crop"), config["source"].get("resize", "bicubic")
     if backend in ("llava", "vllm"):
-        return records, ImageRecords(make_vlm(config, backend), images, resolution, name=backend, view=view)
+        return records, ImageRecords(make_vlm(config, backend), images, resolution, name=backend, view=view,
+                                     resize=resize)
     from imagenet_t2i.captions.released import ReleasedRecords
 
     released = config["captions"]["released"]
     # The release captions ImageNet's images: the Crop set's composites (folder ``crop``) are never in it
     keys = set() if images.name == "crop" else {records[i]["key"] for i in chunk_range(len(records), *chunk)}
     return records, ReleasedRecords(released["path"], keys, lambda: ImageRecords(
-        make_vlm(config, released["vlm"]), images, resolution, name=released["vlm"], view=view), released["columns"])
+        make_vlm(config, released["vlm"]), images, resolution, name=released["vlm"], view=view, resize=resize),
+                             released["columns"])

@@ -13,7 +13,9 @@ def _caption_settings(config: dict, kind: str) -> dict:
     if kind == "aio":
         return {"backend": "aio"}
     caps = {k: v for k, v in config["captions"].items() if k not in ("chunks", "batch_size", "vllm_requests")}
-    return {**caps, "resolution": config["source"]["resolution"], "seed": config["seed"]}
+    resize = config["source"].get("resize", "bicubic")
+    return {**caps, "resolution": config["source"]["resolution"], "seed": config["seed"],
+            **({"resize": resize} if resize != "bicubic" else {})}
 
 
 def cmd_captions(args: argparse.Namespace) -> None:

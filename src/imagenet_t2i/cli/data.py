@@ -71,18 +71,21 @@ def cmd_augment(args: argparse.Namespace) -> None:
     config = config_of(args.config)
     aug = config["augment"]
     chunk = parse_chunk(args.chunk)
-    common = {"seed": config["seed"], "image_format": aug["image_format"], "chunk": chunk, "workers": aug["workers"]}
+    common = {"seed": config["seed"], "image_format": aug["image_format"], "chunk": chunk, "workers": aug["workers"],
+              "resize": config["source"].get("resize", "bicubic")}
     t0 = time.time()
     if args.set.startswith("cutmix_"):
         settings = {"cutmix": {"pattern": args.set.removeprefix("cutmix_")}}
         result = build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], **common)
     elif args.set == "crop":
         settings = {"crop": aug["crop"]}
-        result = build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), **common)
+        result = build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), **common,
+                                from_original=aug["crop"].get("from_original", False))
     else:
         raise ConfigError(f"augmented set '{args.set}': use crop or cutmix_<half|quarter|ninth|sixteenth|all>")
     print(f"{args.out}: chunk {args.chunk}: {result}")
-    provenance("augment", {**settings, "chunk": args.chunk, "image_format": aug["image_format"]},
+    provenance("augment", {**settings, "chunk": args.chunk, "image_format": aug["image_format"],
+                           "resize": common["resize"]},
                 {"source": args.source}, args.out, t0)
 
 

@@ -34,8 +34,9 @@ def cmd_fd_reference(args: argparse.Namespace) -> None:
     t0 = time.time()
     extractors, _ = load_extractors(config, default_device())
     res = config["source"]["resolution"]
-    paths = write_reference_stats(reference_images(args.images, res), extractors,
-                                  f"{args.images}: {config['source']['backend']} val, resize {res} + centre crop",
+    resize = config["source"].get("resize", "bicubic")
+    paths = write_reference_stats(reference_images(args.images, res, resize), extractors,
+                                  f"{args.images}: {config['source']['backend']} val, {res} px square ({resize})",
                                   args.out, batch_size=fid["batch_size"], sample_cap=PRDC_SPLITS * PRDC_SPLIT_MAX)
     print(f"{args.out}: reference statistics {sorted(paths)}")
     provenance("fd_reference", fid, {"images": args.images, **{n: weights_location(config, fid[n]) for n in

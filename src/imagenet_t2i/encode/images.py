@@ -40,8 +40,28 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise CorruptImageError(path, f"{type(e).__name__}: {e}") from None
 
 
-def preprocess(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize the shorter side to ``size`` (bicubic) and center-crop a square. (H, W, 3) -> (size, size, 3) uint8."""
+RESIZE_METHODS = ("bicubic", "official")  # source.resize
+
+
+def centre_square(img: np.ndarray) -> np.ndarray:
+    """The largest centred square of an (H, W, 3) image, at full resolution."""
+    h, w = img.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return img[top : top + side, left : left + side]
+
+
+def preprocess(img: np.ndarray, size: int, method: str = "bicubic") -> np.ndarray:
+    """A square training image, (H, W, 3) -> (size, size, 3) uint8. ``bicubic`` (absent ``source.resize``): the
+    shorter side resized to ``size`` (bicubic), then a centre crop. ``official`` (paper.yaml): the official code's
+    order and filter, the centre square cropped at full resolution, then resized bilinear (antialiased)."""
+    if method == "official":
+        square = centre_square(img)
+        if square.shape[0] == size:
+            return np.ascontiguousarray(square)
+        return np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize((size, size), Image.Resampling.BILINEAR))
+    if method != "bicubic":
+        raise ValueError(f"source.resize must be one of {RESIZE_METHODS}, got {method!r}")
     h, w = img.shape[:2]
     if min(h, w) != size:
         scale = size / min(h, w)

@@ -110,22 +110,22 @@ def _check_index(records: list[dict], index_path: Path) -> None:
         seen.add(key)
 
 
-def _load(split_dir: Path, rec: dict, resolution: int) -> np.ndarray | CorruptImageError:
+def _load(split_dir: Path, rec: dict, resolution: int, resize: str = "bicubic") -> np.ndarray | CorruptImageError:
     try:
-        return preprocess(load_rgb(split_dir / rec["path"]), resolution)  # (R, R, 3) uint8
+        return preprocess(load_rgb(split_dir / rec["path"]), resolution, resize)  # (R, R, 3) uint8
     except CorruptImageError as e:
         return e
 
 
 def _loaded_batches(pool: ThreadPoolExecutor, work: Iterable[tuple[int, list[dict]]], split_dir: Path,
-                    resolution: int, depth: int = 2) -> Iterator[tuple[int, list[tuple[dict, Any]]]]:
+                    resolution: int, resize: str, depth: int = 2) -> Iterator[tuple[int, list[tuple[dict, Any]]]]:
     """Decode images on the thread pool, ``depth`` batches ahead of the encoder."""
     work = iter(work)
     pending: collections.deque[tuple[int, list[dict], list[Future]]] = collections.deque()
 
     def submit() -> None:
         for shard_idx, recs in itertools.islice(work, 1):
-            pending.append((shard_idx, recs, [pool.submit(_load, split_dir, r, resolution) for r in recs]))
+            pending.append((shard_idx, recs, [pool.submit(_load, split_dir, r, resolution, resize) for r in recs]))
 
     for _ in range(depth):
         submit()
@@ -180,14 +180,14 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
                  autoencoder: Autoencoder, text_encoder: TextEncoder, resolution: int,
                  shard_size: int = 1000, batch_size: int = 64, progress: bool = True, *,
                  image_format: str = "png", order_seed: int = 0, num_workers: int | None = None,
-                 chunk: tuple[int, int] = (0, 1)) -> dict:
+                 chunk: tuple[int, int] = (0, 1), resize: str = "bicubic") -> dict:
     """Encode ``split_dir`` (index.jsonl + images) with its captions into ``out_dir``; return the manifest.
 
     ``chunk=(c, n)`` writes only the shards of chunk ``c`` of ``n`` (a part folder for `merge_shards`;
-    its manifest says ``"chunk": [c, n]``). Unreadable or missing images are logged, skipped and listed
-    in ``manifest["skipped"]``, as are images whose caption row says they were dropped (``"caption": null``:
-    an empty VLM caption; ``manifest["dropped"]`` counts them); a readable image without a caption row raises
-    ValueError before any work is done.
+    its manifest says ``"chunk": [c, n]``). ``resize``: how an image is made square (`preprocess`). Unreadable or
+    missing images are logged, skipped and listed in ``manifest["skipped"]``, as are images whose caption row says
+    they were dropped (``"caption": null``: an empty VLM caption; ``manifest["dropped"]`` counts them); a readable
+    image without a caption row raises ValueError before any work is done.
     """
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     index_path, captions_path = split_dir / "index.jsonl", Path(captions_path)
@@ -196,7 +196,8 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
     captions = read_captions(captions_path)
     # An image the caption stage could not read has no caption: it is skipped (and reported) here too.
     missing = [rec["key"] for rec in records
-               if rec["key"] not in captions and not isinstance(_load(split_dir, rec, resolution), CorruptImageError)]
+               if rec["key"] not in captions and not isinstance(_load(split_dir, rec, resolution, resize),
+                                                                CorruptImageError)]
     if missing:
         raise ValueError(f"{len(missing)} key(s) of {index_path} have no caption in {captions_path} "
                          f"(first: {missing[:5]}); regenerate the captions for this image set")
@@ -206,7 +207,7 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
     settings = {"index_sha256": inputs["index"]["sha256"], "captions_sha256": inputs["captions"]["sha256"],
                 "autoencoder": autoencoder.describe(), "text_encoder": text_encoder.describe(),
                 "resolution": resolution, "shard_size": shard_size, "image_format": image_format,
-                "order_seed": order_seed}
+                "order_seed": order_seed, **({"resize": resize} if resize != "bicubic" else {})}
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     manifest_path, progress_path = out_dir / MANIFEST, out_dir / PROGRESS
@@ -234,7 +235,7 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
     with ThreadPoolExecutor(num_workers or min(8, os.cpu_count() or 1)) as pool, \
             tqdm(total=sum(len(groups[s]) for s in mine), initial=initial, disable=not progress,
                  desc=f"shards {out_dir.name}") as bar:
-        batches = _loaded_batches(pool, work, split_dir, resolution)
+        batches = _loaded_batches(pool, work, split_dir, resolution, resize)
         for s, group in itertools.groupby(batches, key=lambda item: item[0]):
             path = out_dir / shard_name(s)
             n, skipped = _write_shard(path, (loaded for _, loaded in group), captions, autoencoder,
@@ -256,6 +257,7 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
         "autoencoder": autoencoder.describe(),
         "text_encoder": text_encoder.describe(),
         "resolution": resolution,
+        "resize": resize,
         "latent_shape": [autoencoder.latent_channels] + [resolution // autoencoder.downsample] * 2,
         "text_dim": text_encoder.dim,
         "uncond_tokens": int(uncond.shape[0]),

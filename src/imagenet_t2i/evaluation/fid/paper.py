@@ -36,13 +36,13 @@ def load_extractors(config: dict, device: str = "cpu") -> tuple[list, object | N
     return extractors, scorer
 
 
-def reference_images(split_dir: str | os.PathLike, resolution: int) -> Iterator[np.ndarray]:
+def reference_images(split_dir: str | os.PathLike, resolution: int, resize: str = "bicubic") -> Iterator[np.ndarray]:
     """The val images as the models are trained to make them (resize + centre crop, (R, R, 3) uint8), index
     order; an unreadable image is reported and skipped (the count is in the reference statistics)."""
     split_dir = Path(split_dir)
     for row in read_jsonl(split_dir / "index.jsonl"):
         try:
-            yield preprocess(load_rgb(split_dir / row["path"]), resolution)
+            yield preprocess(load_rgb(split_dir / row["path"]), resolution, resize)
         except CorruptImageError as e:
             print(f"reference: skipping {row['key']}: {e.reason}", flush=True)
 
