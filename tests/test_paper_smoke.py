@@ -1,5 +1,6 @@
 """The paper config's data stage, training and sampling end to end, offline: tests/data/paper_smoke.yaml through
 the real Snakefile on a fake ImageNet with tiny random-init LLaVA-NeXT, AutoencoderKL and T5 built from configs."""
+import json
 import os
 import shutil
 import subprocess
@@ -265,3 +266,17 @@ def test_harmless_edits_rerun_nothing_and_a_scoring_edit_reruns_scoring_only(smo
     out = subprocess.run([sys.executable, "-m", "imagenet_t2i.cli", "status", "--config", str(SMOKE)], cwd=workdir,
                          env=env, capture_output=True, text=True, check=True).stdout
     assert "train:cmd_train: 10" in out and "results/paper_smoke/runs/dit_i_ta" in out, out
+
+
+def test_the_fp16_storage_of_the_smoke_shards_is_measured(smoke):
+    """benchmarks/fp16_storage.py on the smoke run's shards: the stored latents and T5 states against float32."""
+    workdir, results = smoke
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fp16_storage.py"), "--config",
+                          str(results / "config.yaml"), "--shards", str(results / "shards" / "train_ta")],
+                         cwd=workdir, env=env, capture_output=True, text=True, check=True).stdout
+    report = json.loads(out[: out.index("\nquantity")])
+    assert report["samples"] > 0
+    assert 0 < report["latent_mean_error_over_std"]["max"] < 1e-2  # fp16 rounding, far below one posterior std
+    # the smoke T5 runs in float32, so the stored states differ from float32 by the fp16 storage alone
+    assert report["text_stored_error_over_rms"] == report["text_fp16_storage_error_over_rms"]
