@@ -160,7 +160,7 @@ def test_the_crop_set_never_streams_the_release(tmp_path, monkeypatch):
     config["captions"].update(backend="released", released={"path": str(path), "vlm": "llava",
                                                             "columns": {"image": "image_path", "caption": "caption"}})
     read = []
-    monkeypatch.setattr(released_module, "_rows", lambda *a: read.append(a) or iter(()))
+    monkeypatch.setattr(released_module, "released_rows", lambda *a: read.append(a) or iter(()))
     _, captioner = record_captioner(config, crop, "ta", (0, 1))
     assert read == [] and captioner.describe()["files"][0]["bytes"] == path.stat().st_size
     record_captioner(config, tmp_path / "crop", "ta", (0, 1))
@@ -213,3 +213,66 @@ def test_an_empty_caption_drops_the_image_from_the_set(tmp_path):
     manifest = merge_shards(manifests, tmp_path / "shards" / "all")
     assert (manifest["num_samples"], manifest["dropped"]) == (2, 2)
     assert sorted(x["key"] for x in manifest["skipped"] if x.get("dropped")) == ["k1", "k3"]
+
+
+def test_released_cutmix_composites_are_rebuilt_and_take_the_papers_captions(tmp_path):
+    """A release-format file naming composites of the fake ImageNet (`<base>_<partner>_<x>_<y>_<x2>_<y2>`): the
+    CutMix set rebuilds them (partner and box from the name, keyed by it) and the caption stage gives them the
+    release's captions; bases the release names no composite of get ours and the fallback's captions."""
+    import numpy as np
+    from PIL import Image
+
+    from imagenet_t2i.augment import build_cutmix_set
+    from imagenet_t2i.augment.cutmix import apply_cutmix
+    from imagenet_t2i.augment.geometry import CutMixGeometry
+    from imagenet_t2i.augment.images import load_square_rgb
+    from imagenet_t2i.augment.released import box_pattern, parse_composite, released_composites
+    from imagenet_t2i.captions.released import copy_files
+    from imagenet_t2i.io import read_json
+    from imagenet_t2i.source.fake_imagenet import write_fake_imagenet
+    from imagenet_t2i.source.imagenet import build_index
+
+    fake = write_fake_imagenet(tmp_path / "imagenet", classes=2, train_per_class=3, val_per_class=1, seed=0)
+    build_index(fake["root"], "train", fake["synset_mapping"], tmp_path / "train", workers=1)
+    rows = read_jsonl(tmp_path / "train" / "index.jsonl")
+    good = [r for r in rows if r["path"] != str(fake["odd"]["truncated"])]  # the one unreadable odd file
+    assert len(good) == len(rows) - 1
+    a, b = good[0], next(r for r in good if r["class"] != good[0]["class"])
+    quarter, half = f"{a['key']}_{b['key']}_128_0_256_128", f"{b['key']}_{a['key']}_0_128_256_256"
+    write_jsonl(tmp_path / "release" / "part.jsonl", [
+        {"image_path": f"train/x/{a['key']}.JPEG", "caption": "The real image, as released."},
+        {"image_path": f"cutmix/{quarter}.jpg", "caption": "A quarter composite, as released."},
+        {"image_path": f"cutmix/{half}.jpg", "caption": "A half composite, as released."},
+        {"image_path": f"cutmix/{a['key']}_{b['key']}_3_3_40_70.jpg", "caption": "No pattern of ours."}])
+    assert parse_composite(quarter) == (a["key"], b["key"], (128, 0, 256, 128)) and parse_composite(a["key"]) is None
+    assert (box_pattern((128, 0, 256, 128)), box_pattern((0, 128, 256, 256)), box_pattern((3, 3, 40, 70))) == \
+        ("quarter", "half", None)
+    released = released_composites(tmp_path / "release", ("quarter",))
+    assert released == {a["key"]: [(quarter, b["key"], (128, 0, 256, 128))]}  # the half one is another set's
+
+    record = build_cutmix_set(tmp_path / "train", tmp_path / "cutmix_quarter", "quarter", seed=0, size=64,
+                              progress=False, released=released, release_files=copy_files(tmp_path / "release"))
+    assert record["settings"]["release"][0][0].endswith("part.jsonl")
+    scenes = {s["key"]: s for s in read_jsonl(tmp_path / "cutmix_quarter" / "scenes.jsonl")}
+    rebuilt = scenes[quarter]
+    assert rebuilt["parents"] == [a["key"], b["key"]] and rebuilt["region"] == [32, 0, 64, 32]  # 256 -> 64 px
+    assert rebuilt["release_name"] == quarter and sum("release_name" in s for s in scenes.values()) == 1
+    base, partner = (load_square_rgb(r["path"], 64) for r in (a, b))
+    expected, _ = apply_cutmix(base, {"key": a["key"], "size": 64}, partner, {"key": b["key"], "size": 64},
+                               "quarter", np.random.default_rng(0), geo=CutMixGeometry("quarter", 64, 32, 32, 0,
+                                                                                       (32, 0, 64, 32)))
+    index = {r["key"]: r for r in read_jsonl(tmp_path / "cutmix_quarter" / "index.jsonl")}
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "cutmix_quarter" / index[quarter]["path"])), expected)
+
+    set_rows = list(index.values())
+    captions = ReleasedRecords(tmp_path / "release", set(index), fallback=aio_for(tmp_path / "cutmix_quarter"))
+    by_key = dict(zip(index, captions.caption(set_rows)))
+    assert by_key[quarter] == "A quarter composite, as released."
+    assert captions.describe()["not_in_release"] == len(set_rows) - 1  # our own composites: the fallback's
+    assert read_json(tmp_path / "cutmix_quarter" / "classes.json")  # the set keeps its class names
+
+
+def aio_for(folder):
+    from imagenet_t2i.io import read_json
+
+    return lambda: TemplateRecords(AIOCaptioner(read_json(folder / "classes.json")), {"kind": "aio"})

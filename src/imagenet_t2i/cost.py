@@ -68,6 +68,15 @@ def _prompts(config: dict) -> tuple[int, int]:
     return geneval, DPG_N_PROMPTS if d.get("questions") else d["n_items"]
 
 
+def _vlm_images(config: dict, backend: str, caption_sets: set[tuple[str, str]]) -> int:
+    """Images the VLM captions. With ``released`` the release captions train and the CutMix composites it names (how
+    many: known from the copy only), the VLM the rest: counted as an upper bound, every CutMix composite by the VLM."""
+    if backend not in ("llava", "vllm", "released"):
+        return 0
+    return sum(set_images(config, s) for s, kind in caption_sets
+               if kind == "ta" and (backend != "released" or s != "train"))
+
+
 def cost(config: dict) -> dict:
     """``runs.<name>.{steps, global_batch, images, gpu_hours}``, ``stages.<name>.{images, gpu_hours, disk_gb}`` and
     the ``rates`` used, with their sources."""
@@ -77,15 +86,16 @@ def cost(config: dict) -> dict:
     text_dim = {"minilm": 384, "t5": 2048}[config["encode"]["text"]["backend"]]
     shard_sets = _shard_sets(config)
     caption_sets = shard_sets | {("val", kind) for _, kind in shard_sets}
-    vlm = config["captions"]["backend"] in ("llava", "vllm")
+    backend = config["captions"]["backend"]
     ta_images = sum(set_images(config, s) for s, kind in caption_sets if kind == "ta")
+    vlm_images = _vlm_images(config, backend, caption_sets)
     augmented = {s for s, _ in shard_sets if s not in ("train", "val")}
     image_gb = BYTES["image"] * res * res / 1e9
     encoded = sum(set_images(config, s) for s, _ in shard_sets)
     stages = {
         "augment": {"images": sum(set_images(config, s) for s in augmented), "gpu_hours": 0.0,
                     "disk_gb": sum(set_images(config, s) for s in augmented) * image_gb},
-        "captions": {"images": ta_images, "gpu_hours": _gpu_hours(ta_images, "captions") if vlm else 0.0,
+        "captions": {"images": ta_images, "gpu_hours": _gpu_hours(vlm_images, "captions"),
                      "disk_gb": 0.001 * ta_images / 1e3},  # about 1 kB of text per caption
         "encode": {"images": encoded, "gpu_hours": 0.0 if pixel else _gpu_hours(encoded, "encode"),
                    "disk_gb": sum(set_images(config, s) * (res * res * BYTES["image"] + latent_elems * BYTES["latent"]

@@ -237,6 +237,13 @@ def weights_file(config: dict, name: str | None) -> str:
     return file_of(config, name) if name else ""
 
 
+def augment_release(config: dict) -> dict | None:
+    """What a CutMix set reads from the released captions (``captions.backend: released`` rebuilds the paper's
+    composites the release names): its ``captions.released`` settings, else None."""
+    caps = config["captions"]
+    return output_settings(caps["released"]) if caps["backend"] == "released" else None
+
+
 def official_geneval_args(config: dict) -> str:
     """The official GenEval script's model arguments: the mmdet 2.x checkpoint, CLIP as GenEval loads it (the tag
     ``openai``, its file's folder as open_clip's cache) and ``--config`` only where ``eval.geneval.mmdet_config``

@@ -59,6 +59,7 @@ rule augment_chunk:
         code=wf.code(config, "augment", heavy=True),
         augment=wf.output_settings(config.get("augment", {})),
         resize=config["source"].get("resize", "bicubic"),
+        release=wf.augment_release(config),
     priority: 10
     log:
         f"{R}/logs/augment_{{aug}}_{{chunk}}.log",

@@ -6,7 +6,7 @@ writes. Unreadable or inconsistent source images are listed in ``skipped.json``,
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from imagenet_t2i.augment.geometry import CROP_SCALE, CUTMIX_CHOICES
 from imagenet_t2i.augment.record import INDEX, RECORD, complete_record, fingerprint
+from imagenet_t2i.augment.released import Released
 from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.augment.work import Outcome, SetSpec, Worker
 from imagenet_t2i.chunks import chunk_range
@@ -31,7 +32,8 @@ def _outcomes(worker: Worker, stage: Path, rows: range, workers: int) -> Iterato
         yield from pool.map(partial(worker.one, stage=stage), rows)
 
 
-def _build(spec: SetSpec, out_dir: str | Path, chunk: tuple[int, int], workers: int, progress: bool) -> dict:
+def _build(spec: SetSpec, out_dir: str | Path, chunk: tuple[int, int], workers: int, progress: bool,
+           released: Released | None = None) -> dict:
     if spec.image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {spec.image_format!r}: use one of {sorted(IMAGE_FORMATS)}")
     out_dir = Path(out_dir)
@@ -44,7 +46,7 @@ def _build(spec: SetSpec, out_dir: str | Path, chunk: tuple[int, int], workers: 
     done = complete_record(out_dir)
     if done is not None and all(done.get(k) == v for k, v in record.items()):
         return done  # this part (or set) is complete with the same inputs and settings
-    worker = Worker(spec, source)  # fails early (e.g. CutMix with one class), before anything is removed
+    worker = Worker(spec, source, released)  # fails early (e.g. CutMix with one class), before anything is removed
     (out_dir / INDEX).unlink(missing_ok=True)
     index, scenes, skipped = [], [], []
     name = f"augment {spec.kind} {chunk[0]:04d}-of-{chunk[1]:04d}"
@@ -81,17 +83,23 @@ def build_cutmix_set(
     chunk: tuple[int, int] = (0, 1),
     workers: int = 1,
     resize: str = "bicubic",
+    released: Released | None = None,
+    release_files: Sequence[dict] = (),
 ) -> dict:
     """One CutMix composite per readable source image of ``chunk``, key ``cutmix_<key>``.
 
     The partner is drawn uniformly among the images of the OTHER classes of the whole source; an
-    unreadable partner is redrawn. ``workers`` > 1 makes the images in that many threads (same
+    unreadable partner is redrawn. A base that ``released`` names a composite of gets that composite instead,
+    keyed by its release name (`imagenet_t2i.augment.released`); ``release_files`` (`copy_files`) identify the
+    release in the build's fingerprint. ``workers`` > 1 makes the images in that many threads (same
     bytes). Returns the build record (``build.json``: fingerprint, settings, chunk, rows, written, skipped).
     """
     if pattern not in CUTMIX_CHOICES:
         raise ValueError(f"unknown CutMix pattern {pattern!r}: use one of {list(CUTMIX_CHOICES)}")
-    spec = SetSpec("cutmix", str(source_dir), size, int(seed), image_format, pattern=pattern, resize=resize)
-    return _build(spec, out_dir, chunk, workers, progress)
+    release = tuple((f["name"], f["bytes"], f["mtime_ns"]) for f in release_files)
+    spec = SetSpec("cutmix", str(source_dir), size, int(seed), image_format, pattern=pattern, resize=resize,
+                   release=release)
+    return _build(spec, out_dir, chunk, workers, progress, released)
 
 
 def build_crop_set(

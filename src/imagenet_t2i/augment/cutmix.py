@@ -50,8 +50,10 @@ def apply_cutmix(
     partner_scene: dict,
     pattern: str,
     rng: np.random.Generator,
+    geo: CutMixGeometry | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Paste ``partner_img`` into ``base_img`` with a ``pattern`` drawn from ``rng``.
+    """Paste ``partner_img`` into ``base_img`` with a ``pattern`` drawn from ``rng`` (or at ``geo``, a released
+    composite's placement).
 
     Both images are square uint8 (R, R, 3) matching their scenes' ``size``; the partner is resized
     to the pattern's side. Scenes with ``objects``/``backgrounds`` = None (unknown, e.g. ImageNet)
@@ -59,7 +61,7 @@ def apply_cutmix(
     """
     size = check_image(base_img, base_scene, "base")
     check_image(partner_img, partner_scene, "partner")
-    geo = cutmix_geometry(pattern, size, rng)
+    geo = geo if geo is not None else cutmix_geometry(pattern, size, rng)
     placed = np.zeros_like(base_img)  # (R, R, 3) partner in the base frame
     placed[geo.y : geo.y + geo.side, geo.x : geo.x + geo.side] = resize_square(partner_img, geo.side)
     m = geo.mask()[:, :, None]

@@ -15,6 +15,7 @@ import numpy as np
 
 from imagenet_t2i.augment.crop import apply_crop
 from imagenet_t2i.augment.cutmix import apply_cutmix
+from imagenet_t2i.augment.released import Released, box_geometry
 from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.world.folder import encode_image
 
@@ -37,11 +38,13 @@ class SetSpec:
     scale: tuple[float, float] | None = None  # Crop
     from_original: bool = False  # Crop: cut the window from the stored image (no scene records: ImageNet)
     resize: str = "bicubic"  # source.resize ("official": bases cut square, then resized)
+    release: tuple[tuple[str, int, int], ...] = ()  # CutMix: the release copy's files (name, bytes, mtime_ns)
 
     def params(self) -> dict:
         extra = {"resize": self.resize} if self.resize != "bicubic" else {}
         if self.kind == "cutmix":
-            return {"pattern": self.pattern, **extra}
+            return {"pattern": self.pattern, **extra, **({"release": [list(f) for f in self.release]}
+                                                        if self.release else {})}
         return {"scale": list(self.scale or ()), **extra, **({"from_original": True} if self.from_original else {})}
 
 
@@ -58,8 +61,10 @@ def image_path(i: int, key: str, image_format: str) -> str:
     return f"images/{i // FOLDER_SIZE:05d}/{key}.{image_format}"
 
 
-def cutmix_maker(source: SourceSplit, pattern: str) -> Maker:
+def cutmix_maker(source: SourceSplit, pattern: str, released: Released | None = None) -> Maker:
     """Paste a partner of another class, drawn uniformly from the whole source; unreadable ones are redrawn.
+    Where ``released`` names a composite of the base (`imagenet_t2i.augment.released`), that composite is rebuilt
+    instead (its partner and box; its name as the key), if its partner is readable.
 
     The official script could pick the same class; we do not.
     """
@@ -69,8 +74,15 @@ def cutmix_maker(source: SourceSplit, pattern: str) -> Maker:
     if len(names) < 2:
         raise ValueError(f"{source.dir}: CutMix needs images of at least two classes, found {list(names)}")
     block = {str(n): (int(s), int(c)) for n, s, c in zip(names, starts, counts)}
+    row_of = {key: i for i, key in enumerate(source.keys)} if released else {}
 
     def make(i: int, img: np.ndarray, scene: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict] | str:
+        for name, partner_key, box in (released or {}).get(source.keys[i], []):
+            j = row_of.get(partner_key)
+            if j is not None and (partner := source.load(j)) is not None:
+                out, rec = apply_cutmix(img, scene, *partner, pattern, rng, geo=box_geometry(box, source.size))
+                return out, {**rec, "key": name, "release_name": name,
+                             "parent_classes": [source.classes[i], source.classes[j]]}
         start, count = block[source.classes[i]]
         for _ in range(MAX_PARTNER_TRIES):
             r = int(rng.integers(len(order) - count))
@@ -102,10 +114,10 @@ class Worker:
     in Pillow without the GIL, and threads share the source index (1.28M rows at paper scale).
     """
 
-    def __init__(self, spec: SetSpec, source: SourceSplit) -> None:
+    def __init__(self, spec: SetSpec, source: SourceSplit, released: Released | None = None) -> None:
         self.spec, self.source = spec, source
         if spec.kind == "cutmix":
-            self.make = cutmix_maker(self.source, str(spec.pattern))
+            self.make = cutmix_maker(self.source, str(spec.pattern), released)
         else:
             self.make = crop_maker(self.source, tuple(spec.scale or ()), spec.from_original)
 

@@ -3,8 +3,10 @@
 or a folder of them. The columns are checked when the workflow starts (`check_columns`), not in the caption jobs.
 
 Released paths map to our keys by file stem (``.../n01440764_10026.JPEG`` -> ``n01440764_10026``). The
-release captions ImageNet's own images only: keys it lacks (val, this pipeline's CutMix / Crop composites,
-anything renamed) are captioned by the configured VLM and reported.
+release captions ImageNet's images and the paper's CutMix composites, named ``<base>_<partner>_<x>_<y>_<x2>_<y2>``:
+a CutMix set rebuilds those (`imagenet_t2i.augment.released`) under the same names, so they match too. Keys it lacks
+(val, the Crop set, composites the release has none of, anything renamed) are captioned by the configured VLM and
+reported.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def check_columns(path: str | Path, columns: dict[str, str] = COLUMNS) -> None:
                              f"captions.released.columns {{image: ..., caption: ...}} to its names")
 
 
-def _rows(path: Path, columns: dict[str, str]) -> Iterator[tuple[str, str]]:
+def released_rows(path: Path, columns: dict[str, str]) -> Iterator[tuple[str, str]]:
     """(image path, caption) of one file, streamed."""
     image, caption = columns["image"], columns["caption"]
     if path.suffix == ".jsonl":
@@ -93,7 +95,7 @@ def read_released(path: str | Path, keys: set[str], columns: dict[str, str] = CO
     if not keys:
         return out
     for file in released_files(path):
-        for image_path, caption in _rows(file, columns):
+        for image_path, caption in released_rows(file, columns):
             key = release_key(image_path)
             if key in keys:
                 if out.get(key, caption) != caption:

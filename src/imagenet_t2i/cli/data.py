@@ -76,7 +76,8 @@ def cmd_augment(args: argparse.Namespace) -> None:
     t0 = time.time()
     if args.set.startswith("cutmix_"):
         settings = {"cutmix": {"pattern": args.set.removeprefix("cutmix_")}}
-        result = build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], **common)
+        result = build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], **common,
+                                  **release_composites(config, settings["cutmix"]["pattern"]))
     elif args.set == "crop":
         settings = {"crop": aug["crop"]}
         result = build_crop_set(args.source, args.out, tuple(aug["crop"]["scale"]), **common,
@@ -87,6 +88,21 @@ def cmd_augment(args: argparse.Namespace) -> None:
     provenance("augment", {**settings, "chunk": args.chunk, "image_format": aug["image_format"],
                            "resize": common["resize"]},
                 {"source": args.source}, args.out, t0)
+
+
+def release_composites(config: dict, pattern: str) -> dict:
+    """With ``captions.backend: released``: the release's composites of ``pattern`` and the copy's files, for
+    `build_cutmix_set` (the paper's own CutMix images, rebuilt so that their released captions apply)."""
+    if config["captions"]["backend"] != "released":
+        return {}
+    from imagenet_t2i.augment.geometry import PATTERNS
+    from imagenet_t2i.augment.released import released_composites
+    from imagenet_t2i.captions.released import copy_files
+
+    rel = config["captions"]["released"]
+    released = released_composites(rel["path"], PATTERNS if pattern == "all" else (pattern,), rel["columns"])
+    print(f"release {rel['path']}: composites of {sum(map(len, released.values()))} base image(s) to rebuild")
+    return {"released": released, "release_files": copy_files(rel["path"])}
 
 
 def cmd_augment_merge(args: argparse.Namespace) -> None:
