@@ -22,7 +22,8 @@ class Rate:
 RATES = {
     "train": Rate(284.0, "paper: 500k steps x 1,024 images in about 500 H100-hours (performance.md); not measured here"),
     "captions": Rate(2.0, "assumption: transformers generate of LLaVA-NeXT-8B at about 1-3 img/s per H100 "
-                          "(performance.md); not measured on a GPU here"),
+                          "(performance.md); not measured on a GPU here; captions.view full shows a 500 x 375 photo "
+                          "as about 2.3k image tokens (crop view: 1.2k), so expect the low end"),
     "encode": Rate(213.0, "assumption: performance.md's target of 5 H100-hours for ImageNet, CutMix and Crop "
                           "(3.84M images); not measured on a GPU here"),
     "sample": Rate(1 / 0.000804, "performance.md: a 417M DiT-I proxy on one H100, 205.9 ms per guided network "
