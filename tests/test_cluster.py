@@ -96,7 +96,7 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     # FID-50k sampled by 10 jobs of 5,000 each (a preemption loses one chunk), merged by a CPU job
     assert len(jobs["fd_sample"]) == paper["eval"]["fid"]["chunks"] * len(jobs["fd"]) == 10 * len(jobs["fd"])
     assert not any("gpu=" in r for _, r in jobs["fd"])
-    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 4
+    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 6
     assert len(jobs["released_model"]) == 1 and len(jobs["evaluate_released"]) == 1
     assert out.count("geneval/official.py --images") == len(evaluated)  # the official scripts, in their conda envs
     assert out.count("dpg/official.py --grids") == len(evaluated)

@@ -10,6 +10,7 @@ import yaml
 
 from imagenet_t2i.config import deep_merge
 from imagenet_t2i.io import read_json
+from imagenet_t2i.paper.tables import NOT_RUN
 
 from .conftest import REPO
 
@@ -58,6 +59,14 @@ def test_reproduce_all_builds_every_run_and_grid(smoke):
         assert read_json(results / "samples" / run / "grid.png.prov.json")["inputs"]["model"]["sha256"]
     for name in ("T-IA.csv", "T-IA.md", "T-IA.tex"):
         assert (results / "tables" / name).stat().st_size > 0
+    dpg = {r["row"]: r for r in csv.DictReader(open(results / "tables" / "T-DPG.csv"))}
+    assert dpg["SD-XL"]["dpg_overall paper (reported)"] == "74.65" and dpg["SD-XL"]["dpg_overall (ours)"] == NOT_RUN
+    scores = read_json(results / "eval" / "dit_i_ta_cutmix_crop" / "dpg" / "scores.json")
+    ours = dpg["DiT-I TA+CutMix+Crop"]
+    assert float(ours["dpg_overall (ours)"]) == pytest.approx(scores["overall"])  # the official script's
+    assert float(ours["dpg_overall_corrected (ours)"]) == pytest.approx(scores["overall_corrected"])
+    geneval = {r["row"]: r for r in csv.DictReader(open(results / "tables" / "T-GENEVAL.csv"))}
+    assert geneval["SD v1.5"]["geneval_single_object paper (reported)"] == "0.97"
     assert "DiT-I TA+CutMix+Crop" in (results / "tables" / "T-IA.md").read_text()
     for fig in ("F-OVERFIT", "F-QUAL"):
         assert (results / "figures" / f"{fig}.png").stat().st_size > 1000
