@@ -159,7 +159,9 @@ def figure_qual(images: Mapping[tuple[str, str], str | os.PathLike], out: str | 
     if missing:
         raise ValueError(f"{figure_id}: every run needs an image for every prompt; missing (run, prompt) {missing}")
     labels = dict(column_labels or {})
-    fig = Figure(figsize=(1.6 * len(runs) + 2.2, 1.6 * len(prompts) + 0.6), layout="constrained")
+    wrapped = {p: textwrap.fill(p, 30) for p in prompts}  # long descriptive prompts: rows tall enough to hold them
+    row_h = max(1.6, *(0.13 * (w.count("\n") + 1) + 0.3 for w in wrapped.values()))
+    fig = Figure(figsize=(1.6 * len(runs) + 2.6, row_h * len(prompts) + 0.6), layout="constrained")
     axes = fig.subplots(len(prompts), len(runs), squeeze=False)
     inputs = {}
     for i, prompt in enumerate(prompts):
@@ -174,7 +176,7 @@ def figure_qual(images: Mapping[tuple[str, str], str | os.PathLike], out: str | 
             if i == 0:
                 axes[i, j].set_title(labels.get(run, run), fontsize=9)
             if j == 0:
-                axes[i, j].set_ylabel(textwrap.fill(prompt, 22), rotation=0, ha="right", va="center", fontsize=8)
+                axes[i, j].set_ylabel(wrapped[prompt], rotation=0, ha="right", va="center", fontsize=7)
             inputs[f"{run}|{prompt}"] = path
     if title:
         fig.suptitle(title)
