@@ -379,8 +379,8 @@ def released_targets(config: dict) -> list[str]:
     """The tables that show the released CAD-I (target ``evaluate_released``); ConfigError without eval.released."""
     if RELEASED_RUN not in evaluated_runs(config):
         raise ConfigError("config key 'eval.released': not set, so there is no released CAD-I to evaluate; add "
-                          "eval.released {weights, guidance, clamp, steps, schedule, unguided_steps} and a table row listing "
-                          f"'{RELEASED_RUN}' (config/paper.yaml has both)")
+                          "eval.released {weights, guidance, clamp, steps, schedule, unguided_steps} and a table row "
+                          f"listing '{RELEASED_RUN}' (config/paper.yaml has both)")
     tables = config.get("tables", {})
     return [f"{results_dir(config)}/tables/{t}.md" for t, spec in tables.items()
             if any(RELEASED_RUN in row["runs"] for row in spec["rows"])]

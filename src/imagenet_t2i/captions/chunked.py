@@ -104,7 +104,8 @@ def merge_caption_chunks(parts: Sequence[str | os.PathLike], out_path: str | os.
                         raise ValueError(f"{part}: key {key!r} is captioned twice; rerun the caption chunks")
                     seen.add(key)
                     f.write(line)
-    return {"chunks": count, "written": sum(s["written"] for _, s in loaded), "fingerprint": loaded[0][1]["fingerprint"],
+    return {"chunks": count, "written": sum(s["written"] for _, s in loaded),
+            "fingerprint": loaded[0][1]["fingerprint"],
             "failed": [x for _, s in loaded for x in s["failed"]], "empty": [x for _, s in loaded for x in s["empty"]],
             "captioner": loaded[0][1]["captioner"],
             "wall_s": round(sum(s["wall_s"] for _, s in loaded), 3)}

@@ -157,9 +157,9 @@ class Training:
         self_cond = tcfg["self_cond_rate"] if arch == "cad_i" else 0.0
         if main:
             print(f"[{cfg['name']}] {arch}: {n_params:,} parameters, {total} steps, global batch {tcfg['batch_size']} = "
-                  f"{world} rank(s) x {accumulation} accumulation x {micro} on {acc.device} ({acc.distributed_type.value}"
-                  f"{', ' + dist.get_backend() if dist.is_initialized() else ''}, {acc.mixed_precision}), data {sets}",
-                  flush=True)
+                  f"{world} rank(s) x {accumulation} accumulation x {micro} on {acc.device} "
+                  f"({acc.distributed_type.value}{', ' + dist.get_backend() if dist.is_initialized() else ''}, "
+                  f"{acc.mixed_precision}), data {sets}", flush=True)
 
         def summary(**extra: object) -> dict:
             """What this rank did: the step, the batch layout and the part of every shard set it read."""
