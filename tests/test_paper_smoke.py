@@ -278,5 +278,7 @@ def test_the_fp16_storage_of_the_smoke_shards_is_measured(smoke):
     report = json.loads(out[: out.index("\nquantity")])
     assert report["samples"] > 0
     assert 0 < report["latent_mean_error_over_std"]["max"] < 1e-2  # fp16 rounding, far below one posterior std
-    # the smoke T5 runs in float32, so the stored states differ from float32 by the fp16 storage alone
-    assert report["text_stored_error_over_rms"] == report["text_fp16_storage_error_over_rms"]
+    # the smoke T5 runs in float32, so the stored states differ from float32 by the fp16 storage alone (and by
+    # batched vs one-caption compute, in the last float32 bits)
+    stored, storage = report["text_stored_error_over_rms"], report["text_fp16_storage_error_over_rms"]
+    assert stored == pytest.approx(storage, rel=1e-3) and 0 < storage["max"] < 1e-3

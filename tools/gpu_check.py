@@ -29,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "tests" / "data" / "paper_smoke.yaml"
 R = "results/paper_smoke"  # the smoke config's result folder, relative to the work folder
-ARCH_RUNS = ("dit_i_ta", "cad_i_ta")
+RUNS = ("dit_i_ta", "cad_i_ta")  # DiT-I and CAD-I
 
 
 class Check:
@@ -90,7 +90,7 @@ def compare(a: Path, b: Path) -> tuple[bool, float]:
     return bitwise, worst
 
 
-def stages(check: Check, device: str, steps: int) -> None:
+def stages(check: Check, device: str, steps: int, runs: tuple[str, ...]) -> None:
     cfg = ["--config", "config.yaml"]
     for name in ("llava", "sd_vae", "flan_t5_xl"):
         check.cli(f"weights {name}", "weights", *cfg, "--name", name, "--out", f"{R}/weights/{name}")
@@ -109,7 +109,7 @@ def stages(check: Check, device: str, steps: int) -> None:
     # One rank under torch.distributed: accelerate starts the NCCL process group on CUDA (gloo would serve a CPU).
     ddp = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
     ddp = ddp if device == "cuda" else {}
-    for run in ARCH_RUNS:
+    for run in runs:
         common = [*cfg, "--run", run, "--shards", f"{R}/shards"]
         out = check.cli(f"train {run}: {steps // 2} steps, stop", "train", *common, "--out", f"{R}/runs/{run}",
                         "--state", f"{R}/state/{run}", "--until", str(steps // 2), env=ddp)
@@ -161,6 +161,7 @@ def main() -> None:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--work", default="/tmp/gpu_check", help="work folder (emptied first)")
     p.add_argument("--steps", type=int, default=200, help="training steps of each tiny run")
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="the smoke runs to train")
     p.add_argument("--bench-size", choices=["paper", "tiny", "none"], default="paper")
     p.add_argument("--bench-budget-s", type=float, default=90)
     p.add_argument("--report", help="also write the table (Markdown) and the rows (JSON beside it) here")
@@ -177,7 +178,7 @@ def main() -> None:
     card = card_name(args.device)
     t0 = time.perf_counter()
     try:
-        stages(check, args.device, args.steps)
+        stages(check, args.device, args.steps, tuple(args.runs))
         if args.bench_size != "none":
             benchmarks(check, args.device, args.bench_size, args.bench_budget_s)
     finally:
