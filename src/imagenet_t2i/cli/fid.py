@@ -98,6 +98,7 @@ def _reference_files(folder: str) -> dict[str, Path]:
 
 
 def require_fid(config: dict) -> dict:
+    """``eval.fid`` (the paper-scale FID's settings); a ConfigError naming the key in the tiny world."""
     if not config["eval"].get("fid"):
         raise ConfigError("config key 'eval.fid': this command is the paper-scale FID's; the tiny world's is "
                           "'imagenet-t2i fd score'")
