@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from imagenet_t2i.evaluation.fid.clip_score import load_clip_scorer
-from imagenet_t2i.evaluation.fid.metrics import fid_report, fid_report_from_features, write_features
+from imagenet_t2i.evaluation.fid.metrics import fid_report_from_features, write_features
 from imagenet_t2i.evaluation.fid.tiny_models import save_tiny_clip
 
 # Seed 1's random tiny CLIP gives positive cosines on these pairs (seed 0's would all be clamped to 0).
@@ -76,23 +76,21 @@ def test_clip_score_values_truncation_and_clamp(folder):
     assert info["max_tokens"] == 77 and info["weights_sha256"] == "cd" * 32 and "bicubic" in info["resize"]
 
 
-def test_clip_score_streams_with_fid_report(folder, tmp_path):
+def test_clip_score_of_chunked_samples(folder, tmp_path):
+    """CLIPScore kept per pair by each sampling job (`write_features`) and averaged by the merge."""
     scorer = load_clip_scorer(folder)
     imgs = images(len(PROMPTS))
     with torch.no_grad():
         per_pair, _ = scorer(torch.from_numpy(imgs).permute(0, 3, 1, 2), PROMPTS)
-    report = fid_report([imgs[:2], *imgs[2:]], [], {}, batch_size=4, prompts=iter(PROMPTS), clip_scorer=scorer)
-    result = report["clip_score"]
+    chunks = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    write_features([imgs[:1], *imgs[1:3]], [], chunks[0], prompts=iter(PROMPTS[:3]), clip_scorer=scorer)
+    write_features([imgs[3:]], [], chunks[1], prompts=PROMPTS[3:], clip_scorer=scorer)
+    result = fid_report_from_features(chunks, {}, batch_size=4)["clip_score"]  # sampled by two jobs, merged
+    # the text batches differ (3 + 3 prompts vs 6, padded to their longest): equal to float32 rounding
     assert result["clip_score"] == pytest.approx(float(per_pair.double().mean()), rel=1e-5)
     assert result["num_pairs"] == 6 and result["num_truncated"] == 2 and result["network"] == scorer.describe()
-    chunks = [tmp_path / "a.npz", tmp_path / "b.npz"]
-    write_features([imgs[:3]], [], chunks[0], prompts=PROMPTS[:3], clip_scorer=scorer)
-    write_features([imgs[3:]], [], chunks[1], prompts=PROMPTS[3:], clip_scorer=scorer)
-    merged = fid_report_from_features(chunks, {}, batch_size=4)["clip_score"]  # sampled by two jobs, merged
-    # the text batches differ (3 + 3 vs 4 + 2 prompts, padded to their longest): equal to float32 rounding
-    assert merged["clip_score"] == pytest.approx(result["clip_score"], rel=1e-6)
-    assert {**merged, "clip_score": 0} == {**result, "clip_score": 0}
     with pytest.raises(ValueError, match="fewer prompts"):
-        fid_report([imgs], [], {}, prompts=PROMPTS[:5], clip_scorer=scorer)
+        write_features([imgs], [], tmp_path / "c.npz", prompts=PROMPTS[:5], clip_scorer=scorer)
     with pytest.raises(ValueError, match="more prompts"):
-        fid_report([imgs[:5]], [], {}, prompts=PROMPTS, clip_scorer=scorer)
+        write_features([imgs[:5]], [], tmp_path / "c.npz", prompts=PROMPTS, clip_scorer=scorer)
+    assert not (tmp_path / "c.npz").exists()

@@ -1,4 +1,4 @@
-"""Streaming statistics, IS, the reference cache, DINOv2 / CLIP features and the one-pass fid_report,
+"""Streaming statistics, IS, the reference cache, DINOv2 / CLIP features and the report of chunked features,
 against all-at-once and independent computations (random-init networks built from configs)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from imagenet_t2i.evaluation.fid.feature_nets import (IMAGENET_MEAN, IMAGENET_ST
 from imagenet_t2i.evaluation.fid.feature_stats import (ReferenceStats, Reservoir, RunningStats, inception_score,
                                                        load_reference_stats, save_reference_stats, sidecar_path)
 from imagenet_t2i.evaluation.fid.inception import load_inception
-from imagenet_t2i.evaluation.fid.metrics import (fid_report, fid_report_from_features, image_batches, iter_image_folder,
+from imagenet_t2i.evaluation.fid.metrics import (fid_report_from_features, image_batches, iter_image_folder,
                                                   write_features, write_reference_stats)
 from imagenet_t2i.evaluation.fid.tiny_models import save_random_inception, save_tiny_clip, save_tiny_dinov2
 from imagenet_t2i.io import read_json
@@ -259,64 +259,50 @@ def test_image_batches_regroups_and_splits_on_size(tmp_path):
     np.testing.assert_array_equal(read[1], a[0])
 
 
-def test_fid_report_one_pass_equals_all_at_once(nets, tmp_path):
+def test_fid_report_of_chunked_features_against_direct_computations(nets, tmp_path):
+    """FID sampled by several jobs: each writes its images' features, the merge gives FD, PRDC over paired splits,
+    the IS and the counts as computed directly on all images, and does not depend on the chunking."""
     inception, dino = nets["inception"], nets["dinov2"]
     real, fake = uint8_images(10, seed=10), uint8_images(11, seed=11)
     paths = write_reference_stats([real[:4], real[4:]], [inception, dino], "test real set", tmp_path / "ref",
                                   batch_size=4)
-    fake_items = [fake[:3], *fake[3:]]  # a batch, then single images
     # Inception without a reference (IS only): a 2048-d FD's sqrtm takes ~40 s on one CPU thread.
-    report = fid_report(fake_items, [inception, dino], {"inception": None, "dinov2": paths["dinov2"]}, k=3,
-                        batch_size=4)
+    reference = {"inception": None, "dinov2": paths["dinov2"]}
+    whole = tmp_path / "whole.npz"
+    write_features([fake[:3], *fake[3:]], [inception, dino], whole, batch_size=4)  # a batch, then single images
+    chunks = [tmp_path / f"{i}.npz" for i in range(3)]
+    for path, part in zip(chunks, (fake[:3], fake[3:7], fake[7:])):  # boundaries off the batch size
+        write_features([part], [inception, dino], path, batch_size=4, meta={"captions": "test"})
+    report = fid_report_from_features([whole], reference, k=3, batch_size=4)
+    assert fid_report_from_features(chunks, reference, k=3, batch_size=4) == report  # bit for bit
     with torch.no_grad():
         r_inc, f_inc = (inception(torch.from_numpy(x).permute(0, 3, 1, 2)) for x in (real, fake))
         rf, ff = (dino(torch.from_numpy(x).permute(0, 3, 1, 2))["dinov2"].numpy() for x in (real, fake))
     cached = load_reference_stats(paths["inception"])
     np.testing.assert_allclose(cached.mu, r_inc["pool3"].double().mean(0).numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(cached.sigma, np.cov(r_inc["pool3"].double().numpy().T), rtol=1e-3, atol=1e-6)
-    assert cached.count == 10 and cached.meta["reference_set"] == "test real set"
+    assert cached.count == 10 and cached.meta["reference_set"] == "test real set" and len(cached.sample) == 10
     assert cached.meta["network"] == inception.describe()["network"]
     entry = report["dinov2"]
     assert entry["fd"] == pytest.approx(compute_fd(rf, ff), rel=1e-4)
-    for key, value in prdc(rf, ff, k=3).items():
+    # PRDC over paired splits of every row (here 10 // 5 = 2 <= k rows a split, so one split of all 10 pairs)
+    for key, value in prdc(rf, ff[:10], k=3).items():
         assert entry[key] == pytest.approx(value)
     assert entry["num_samples"] == 11 and entry["num_reference"] == 10 and entry["reference_set"] == "test real set"
     assert entry["network"] == dino.describe() and entry["reference"] == str(paths["dinov2"])
-    assert entry["prdc"] == {"k": 3, "num_fake": 11, "num_real": 10, "cap": 10_000}
+    assert {k: entry["prdc"][k] for k in ("k", "num_fake", "num_real", "splits", "size")} == \
+        {"k": 3, "num_fake": 11, "num_real": 10, "splits": 1, "size": 10}
     assert "is_mean" not in entry
     inc = report["inception"]
     assert inc["is_mean"] == pytest.approx(inception_score(f_inc["logits_unbiased"])["is_mean"], rel=1e-4)
     assert inc["num_samples"] == 11 and "fd" not in inc and inc["network"]["weights_sha256"] is not None
-    capped = fid_report([fake], [dino], {"dinov2": paths["dinov2"]}, sample_cap=5)
-    assert capped["dinov2"]["prdc"]["num_fake"] == 5 and capped["dinov2"]["fd"] == pytest.approx(entry["fd"])
     with pytest.raises(ValueError, match="computed differently"):
-        fid_report([fake], [dino], {"dinov2": paths["inception"]})
+        fid_report_from_features([whole], {"inception": None, "dinov2": paths["inception"]})
     with pytest.raises(ValueError, match="no reference statistics"):
-        fid_report([fake], [nets["clip"]], paths)
-
-
-def test_chunked_features_give_the_one_pass_report_bit_for_bit(nets, tmp_path):
-    """FID sampled by several jobs: each writes its images' features, the merge equals one pass over all images."""
-    inception, dino = nets["inception"], nets["dinov2"]
-    real, fake = uint8_images(10, seed=10), uint8_images(11, seed=11)
-    paths = write_reference_stats([real], [dino], "test real set", tmp_path / "ref", batch_size=4)
-    reference = {"inception": None, "dinov2": paths["dinov2"]}
-    one_pass = fid_report([fake], [inception, dino], reference, k=3, batch_size=4)
-    chunks = [tmp_path / f"{i}.npz" for i in range(3)]
-    for path, part in zip(chunks, (fake[:3], fake[3:7], fake[7:])):  # boundaries off the batch size
-        write_features([part], [inception, dino], path, batch_size=4, meta={"captions": "test"})
-    merged = fid_report_from_features(chunks, reference, k=3, batch_size=4)
-    assert merged["inception"] == one_pass["inception"]  # the IS: bit for bit
-    prdc_keys = ("precision", "recall", "density", "coverage", "prdc")
-    assert {k: v for k, v in merged["dinov2"].items() if k not in prdc_keys} == \
-        {k: v for k, v in one_pass["dinov2"].items() if k not in prdc_keys}  # FD and the rest: bit for bit
-    assert one_pass["dinov2"]["num_samples"] == 11 and one_pass["inception"]["is_mean"] > 0
-    # PRDC over paired splits of every row (here 10 // 5 = 2 <= k rows a split, so one split of all 10 pairs)
-    with torch.no_grad():
-        rf, ff = (dino(torch.from_numpy(x).permute(0, 3, 1, 2))["dinov2"].numpy() for x in (real, fake))
-    expected = prdc(rf, ff[:10], k=3)
-    assert {m: merged["dinov2"][m] for m in expected} == pytest.approx(expected)
-    assert merged["dinov2"]["prdc"]["splits"] == 1 and merged["dinov2"]["prdc"]["size"] == 10
+        fid_report_from_features([whole], {"dinov2": paths["dinov2"]})
+    small = write_reference_stats([real], [dino], "a 5-row reservoir", tmp_path / "small", sample_cap=5)
+    with pytest.raises(ValueError, match="keep 5 of 10 rows"):
+        fid_report_from_features([whole], {"inception": None, "dinov2": small["dinov2"]})
     write_features([fake[7:]], [dino], chunks[2], batch_size=4)  # a chunk made with other networks
     with pytest.raises(ValueError, match=r"2\.npz: its features were made with other networks"):
         fid_report_from_features(chunks, reference)

@@ -25,7 +25,6 @@ def cmd_fd_train_net(args: argparse.Namespace) -> None:
 
 def cmd_fd_reference(args: argparse.Namespace) -> None:
     from imagenet_t2i.encode.autoencoder import default_device
-    from imagenet_t2i.evaluation.fid.fd import PRDC_SPLIT_MAX, PRDC_SPLITS
     from imagenet_t2i.evaluation.fid.metrics import write_reference_stats
     from imagenet_t2i.evaluation.fid.paper import load_extractors, reference_images
 
@@ -37,7 +36,7 @@ def cmd_fd_reference(args: argparse.Namespace) -> None:
     resize = config["source"].get("resize", "bicubic")
     paths = write_reference_stats(reference_images(args.images, res, resize), extractors,
                                   f"{args.images}: {config['source']['backend']} val, {res} px square ({resize})",
-                                  args.out, batch_size=fid["batch_size"], sample_cap=PRDC_SPLITS * PRDC_SPLIT_MAX)
+                                  args.out, batch_size=fid["batch_size"])
     print(f"{args.out}: reference statistics {sorted(paths)}")
     provenance("fd_reference", fid, {"images": args.images, **{n: weights_location(config, fid[n]) for n in
                                                                  ("inception", "dinov2", "clip") if fid.get(n)}},

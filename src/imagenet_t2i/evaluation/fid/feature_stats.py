@@ -1,10 +1,10 @@
 """Streaming feature statistics for FID and friends: running mean / covariance, a bounded PRDC sample,
 the Inception Score, and the reference-statistics cache.
 
-Features arrive batch by batch (50k images are never in memory at once). The Fréchet distance itself is
-``fd.frechet_distance`` on (mu, sigma); PRDC is ``fd.prdc``, which needs the features themselves, so a
-seeded uniform sample of at most ``SAMPLE_CAP`` rows per set is kept (10k real and 10k fake, as Naeem et
-al. 2020 and dgm-eval's ``reduced_n``): 10k x 2048 float32 is 80 MB for Inception.
+Reference features arrive batch by batch (50k images are never in memory at once). The Fréchet distance
+itself is ``fd.frechet_distance`` on (mu, sigma); PRDC (``fd.prdc_splits``) needs the features themselves, so the
+reference keeps a seeded sample of at most ``cap`` rows: every row, in order, while they fit (`Reservoir`; the
+paper's PRDC pairs the first 50k: 50k x 2048 float32 is 410 MB for Inception).
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import numpy as np
 import torch
 
 from imagenet_t2i.io import atomic_write, read_json, sha256_file, write_json
-
-SAMPLE_CAP = 10_000
 
 
 def _rows(feats: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -74,7 +72,7 @@ class Reservoir:
     """A uniform random sample of at most ``cap`` rows of a stream of batches (B, F) (Algorithm R with a
     seeded generator: the same stream and seed give the same sample), stored as float32."""
 
-    def __init__(self, cap: int = SAMPLE_CAP, seed: int = 0) -> None:
+    def __init__(self, cap: int, seed: int = 0) -> None:
         if cap < 1:
             raise ValueError(f"Reservoir: cap must be >= 1, got {cap}")
         self.cap, self.seen = cap, 0

@@ -1,10 +1,12 @@
-"""Paper-scale image metrics in one streaming pass: FD, precision / recall / density / coverage and the
-Inception Score per feature network (Inception-v3, DINOv2, CLIP), plus CLIPScore when prompts are given.
+"""Paper-scale image metrics: FD, precision / recall / density / coverage and the Inception Score per feature
+network (Inception-v3, DINOv2, CLIP), plus CLIPScore when prompts are given.
 
-Images are uint8 RGB arrays, each one image (H, W, 3) or a batch (B, H, W, 3) (``generate`` yields such
-batches; ``iter_image_folder`` reads a folder). Every result records the network (weights hash, resize
-filter, input size), the reference set and the sample counts: FD numbers are only comparable when all agree,
-and ``fid_report`` refuses reference statistics computed with another network or preprocessing.
+The samples of a FID are sampled in chunks; each chunk keeps its images' features (`write_features`) and
+`fid_report_from_features` merges them. The val reference statistics are one streaming pass
+(`write_reference_stats`). Images are uint8 RGB arrays, each one image (H, W, 3) or a batch (B, H, W, 3)
+(``generate`` yields such batches; ``iter_image_folder`` reads a folder). Every result records the network (weights
+hash, resize filter, input size), the reference set and the sample counts: FD numbers are only comparable when all
+agree, and reference statistics computed with another network or preprocessing are refused.
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ import torch
 from PIL import Image
 
 from imagenet_t2i.evaluation.fid.clip_score import ClipScorer, ClipScoreTotals
-from imagenet_t2i.evaluation.fid.fd import PRDC_SPLIT_MAX, PRDC_SPLITS, frechet_distance, prdc, prdc_splits
-from imagenet_t2i.evaluation.fid.feature_stats import (SAMPLE_CAP, ReferenceStats, Reservoir, RunningStats,
-                                                       inception_score, load_reference_stats, save_reference_stats)
+from imagenet_t2i.evaluation.fid.fd import PRDC_SPLIT_MAX, PRDC_SPLITS, frechet_distance, prdc_splits
+from imagenet_t2i.evaluation.fid.feature_stats import (ReferenceStats, Reservoir, RunningStats, inception_score,
+                                                       load_reference_stats, save_reference_stats)
 from imagenet_t2i.io import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -70,20 +72,18 @@ def image_batches(images: Iterable[np.ndarray], batch_size: int) -> Iterator[tor
         yield torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2)
 
 
-class FeatureAccumulator:
-    """Per feature network: running mean / covariance of its features, a PRDC reservoir and, when the network
-    gives them, the Inception logits (float32, 4 KB per image: 200 MB at 50k; the IS shuffles all of them)."""
+class ReferenceAccumulator:
+    """The reference statistics of one feature network, fed batch by batch: running mean / covariance and a
+    seeded sample of at most ``sample_cap`` rows (every row, in order, while they fit: what PRDC's paired splits
+    read)."""
 
     def __init__(self, network: dict, sample_cap: int, seed: int) -> None:
         self.network, self.stats, self.sample = network, RunningStats(), Reservoir(sample_cap, seed)
-        self.logits: list[np.ndarray] = []
 
-    def add(self, feats: np.ndarray, logits: np.ndarray | None = None) -> None:
-        """One batch of features (B, F) and, for the IS, its logits (B, 1008)."""
+    def add(self, feats: np.ndarray) -> None:
+        """One batch of features (B, F)."""
         self.stats.update(feats)
         self.sample.update(feats)
-        if logits is not None:
-            self.logits.append(logits)
 
     def reference(self, reference_set: str) -> ReferenceStats:
         meta = {**self.network, "reference_set": reference_set, "sample_cap": self.sample.cap}
@@ -116,25 +116,6 @@ def _batch_prompts(prompt_iter: Iterator[str], n: int) -> list[str]:
 def _check_names(extractors: Sequence[FeatureExtractor]) -> None:
     if len({e.name for e in extractors}) != len(extractors):
         raise ValueError(f"extractor names must differ, got {[e.name for e in extractors]}")
-
-
-def accumulate(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], batch_size: int = 64,
-               sample_cap: int = SAMPLE_CAP, seed: int = 0, prompts: Iterable[str] | None = None,
-               clip_scorer: ClipScorer | None = None) -> tuple[dict[str, FeatureAccumulator], ClipScoreTotals | None]:
-    """One pass over ``images`` feeding every extractor (and CLIPScore with ``prompts``, one per image)."""
-    _check_names(extractors)
-    prompt_iter = _check_prompts(prompts, clip_scorer)
-    accs = {e.name: FeatureAccumulator(e.describe(), sample_cap, seed) for e in extractors}
-    totals = ClipScoreTotals() if clip_scorer is not None else None
-    for batch in image_batches(images, batch_size):
-        for e in extractors:
-            accs[e.name].add(*extract(e, batch))
-        if clip_scorer is not None:
-            with torch.no_grad():
-                totals.update(*clip_scorer(batch, _batch_prompts(prompt_iter, len(batch))))
-    if prompt_iter is not None and next(prompt_iter, None) is not None:
-        raise ValueError("more prompts than images")
-    return accs, totals
 
 
 def write_features(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], path: str | os.PathLike,
@@ -193,37 +174,58 @@ def read_features(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, np.ndar
 
 def fid_report_from_features(paths: Sequence[str | os.PathLike],
                              reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int = 3,
-                             batch_size: int = 64, sample_cap: int = SAMPLE_CAP, seed: int = 0) -> dict:
-    """`fid_report` of the images whose features the chunk files hold, in order: fed in batches of
-    ``batch_size`` across chunk boundaries, so the report is bit for bit that of one pass over the same features
-    with the same ``batch_size``, whatever the chunking (the features themselves can differ in the last bits
-    where a chunk cuts a batch differently: GPU kernels, CLIP's padding of a batch's prompts). PRDC is the paper
-    code's: the mean over five paired disjoint splits (`prdc_splits`; the reference must keep its first 50k rows
-    in order, as `fd reference` writes it)."""
+                             batch_size: int = 64) -> dict:
+    """Every metric of the images whose features the chunk files hold, in order. Per network (keyed by its name):
+    FD against ``reference[name]`` (a stats file or loaded stats; None: no reference metrics), PRDC as the paper's
+    code (the mean over five paired disjoint splits, `prdc_splits`: the reference must keep its first 50k rows in
+    order, as `fd reference` writes them), the Inception Score where the network gives logits, the network
+    description, reference set and counts; "clip_score" when the chunks hold CLIPScores.
+
+    Features are fed to the running mean / covariance in batches of ``batch_size`` across chunk boundaries, so the
+    report does not depend on the chunking (the features themselves can differ in the last bits where a chunk cuts
+    a batch differently: GPU kernels, CLIP's padding of a batch's prompts)."""
     arrays, networks = read_features(paths)
     clip_network = networks.pop("clip_score", None)
-    refs = _load_references(networks, reference)
-    accs = {name: FeatureAccumulator(network, sample_cap, seed) for name, network in networks.items()}
-    totals = ClipScoreTotals() if clip_network is not None else None
-    count = len(arrays[f"{next(iter(networks))}.features"]) if networks else len(arrays["clip_score.scores"])
-    for start in range(0, count, batch_size):
-        rows = slice(start, start + batch_size)
-        for name, acc in accs.items():
-            logits = arrays.get(f"{name}.logits")
-            acc.add(arrays[f"{name}.features"][rows], None if logits is None else logits[rows])
-        if totals is not None:
+    report: dict = {}
+    for name, network in networks.items():
+        ref = _load_reference(name, network, reference)
+        feats = arrays[f"{name}.features"]  # (N, F)
+        stats = RunningStats()
+        for start in range(0, len(feats), batch_size):
+            stats.update(feats[start:start + batch_size])
+        entry: dict = {"network": network, "num_samples": stats.count}
+        if ref is not None:
+            split = prdc_splits(ref.sample, feats, k=k)
+            entry.update({"fd": frechet_distance(stats.mean, stats.cov, ref.mu, ref.sigma),
+                          **{m: v for m, v in split.items() if m != "prdc_splits"},
+                          "prdc": {"k": k, "num_fake": len(feats), "num_real": len(ref.sample),
+                                   **split["prdc_splits"]},
+                          "reference_set": ref.meta.get("reference_set"), "num_reference": ref.count,
+                          "reference": None if isinstance(reference[name], ReferenceStats) else str(reference[name])})
+        if f"{name}.logits" in arrays:
+            entry.update(inception_score(arrays[f"{name}.logits"]), is_splits=10)
+        report[name] = entry
+    if clip_network is not None:
+        totals = ClipScoreTotals()
+        for start in range(0, len(arrays["clip_score.scores"]), batch_size):
+            rows = slice(start, start + batch_size)
             totals.update(torch.from_numpy(arrays["clip_score.scores"][rows]),
                           torch.from_numpy(arrays["clip_score.truncated"][rows]))
-    fake_rows = {name: arrays[f"{name}.features"] for name in networks}
-    return _report(accs, totals, clip_network, refs, reference, k, sample_cap, fake_rows)
+        report["clip_score"] = totals.result(clip_network)
+    return report
 
 
 def write_reference_stats(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor], reference_set: str,
-                          out_dir: str | os.PathLike, batch_size: int = 64, sample_cap: int = SAMPLE_CAP,
+                          out_dir: str | os.PathLike, batch_size: int = 64,
+                          sample_cap: int = PRDC_SPLITS * PRDC_SPLIT_MAX,
                           seed: int = 0) -> dict[str, Path]:
     """Reference statistics of ``images`` for every extractor, one pass: ``<out_dir>/<name>.npz`` + ``.json``
     (``reference_set`` says which images they are, e.g. "imagenet val 50k, centre crop 256")."""
-    accs, _ = accumulate(images, extractors, batch_size, sample_cap, seed)
+    _check_names(extractors)
+    accs = {e.name: ReferenceAccumulator(e.describe(), sample_cap, seed) for e in extractors}
+    for batch in image_batches(images, batch_size):
+        for e in extractors:
+            accs[e.name].add(extract(e, batch)[0])
     paths = {}
     for name, acc in accs.items():
         paths[name] = Path(out_dir) / f"{name}.npz"
@@ -238,66 +240,18 @@ def _check_comparable(name: str, ref: ReferenceStats, network: dict) -> None:
                          "recompute them with this network and preprocessing")
 
 
-def _load_references(networks: Mapping[str, dict],
-                     reference: Mapping[str, str | os.PathLike | ReferenceStats | None]) -> dict:
-    refs: dict[str, ReferenceStats | None] = {}
-    for name, network in networks.items():
-        if name not in reference:
-            raise ValueError(f"fid_report: no reference statistics for {name!r} (given: {sorted(reference)}); "
-                             "pass None for metrics without a reference")
-        ref = reference[name]
-        refs[name] = ref if ref is None or isinstance(ref, ReferenceStats) else load_reference_stats(ref)
-        if refs[name] is not None:
-            _check_comparable(name, refs[name], network)
-    return refs
-
-
-def _prdc_entry(ref: ReferenceStats, acc: FeatureAccumulator, fake_rows: np.ndarray | None, k: int,
-                sample_cap: int, name: str) -> dict:
-    """PRDC on the reservoir samples (streaming), or over paired splits when every fake row is at hand."""
-    if fake_rows is None:
-        return {**prdc(ref.sample, acc.sample.sample, k=k),
-                "prdc": {"k": k, "num_fake": len(acc.sample.sample), "num_real": len(ref.sample), "cap": sample_cap}}
+def _load_reference(name: str, network: dict,
+                    reference: Mapping[str, str | os.PathLike | ReferenceStats | None]) -> ReferenceStats | None:
+    if name not in reference:
+        raise ValueError(f"no reference statistics for {name!r} (given: {sorted(reference)}); pass None for metrics "
+                         "without a reference")
+    ref = reference[name]
+    ref = ref if ref is None or isinstance(ref, ReferenceStats) else load_reference_stats(ref)
+    if ref is None:
+        return None
+    _check_comparable(name, ref, network)
     if len(ref.sample) < min(ref.count, PRDC_SPLITS * PRDC_SPLIT_MAX):
         raise ValueError(f"{name}: the reference statistics keep {len(ref.sample)} of {ref.count} rows (a "
                          f"{ref.meta.get('sample_cap')}-row reservoir); PRDC over paired splits needs the first "
                          f"{PRDC_SPLITS * PRDC_SPLIT_MAX:,} in order: recompute them with 'imagenet-t2i fd reference'")
-    split = prdc_splits(ref.sample, fake_rows, k=k)
-    return {**{m: v for m, v in split.items() if m != "prdc_splits"},
-            "prdc": {"k": k, "num_fake": len(fake_rows), "num_real": len(ref.sample), **split["prdc_splits"]}}
-
-
-def _report(accs: Mapping[str, FeatureAccumulator], totals: ClipScoreTotals | None, clip_network: dict | None,
-            refs: Mapping[str, ReferenceStats | None],
-            reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int, sample_cap: int,
-            fake_rows: Mapping[str, np.ndarray] | None = None) -> dict:
-    report: dict = {}
-    for name, acc in accs.items():
-        entry: dict = {"network": acc.network, "num_samples": acc.stats.count}
-        ref = refs[name]
-        if ref is not None:
-            entry.update({"fd": frechet_distance(acc.stats.mean, acc.stats.cov, ref.mu, ref.sigma),
-                          **_prdc_entry(ref, acc, (fake_rows or {}).get(name), k, sample_cap, name),
-                          "reference_set": ref.meta.get("reference_set"), "num_reference": ref.count,
-                          "reference": None if isinstance(reference[name], ReferenceStats) else str(reference[name])})
-        if acc.logits:
-            entry.update(inception_score(np.concatenate(acc.logits)), is_splits=10)
-        report[name] = entry
-    if totals is not None:
-        report["clip_score"] = totals.result(clip_network)
-    return report
-
-
-def fid_report(images: Iterable[np.ndarray], extractors: Sequence[FeatureExtractor],
-               reference: Mapping[str, str | os.PathLike | ReferenceStats | None], k: int = 3, batch_size: int = 64,
-               sample_cap: int = SAMPLE_CAP, seed: int = 0, prompts: Iterable[str] | None = None,
-               clip_scorer: ClipScorer | None = None) -> dict:
-    """Every metric of the generated ``images`` in one streaming pass. Per extractor (keyed by its name):
-    FD against ``reference[name]`` (a stats file or loaded stats), PRDC with k-NN on the bounded samples,
-    the Inception Score where the extractor gives logits, the network description, reference set and counts.
-    ``reference[name] = None`` asks for no reference metrics (the IS alone). With ``prompts`` and
-    ``clip_scorer``: "clip_score" as well."""
-    refs = _load_references({e.name: e.describe() for e in extractors}, reference)
-    accs, totals = accumulate(images, extractors, batch_size, sample_cap, seed, prompts, clip_scorer)
-    return _report(accs, totals, clip_scorer.describe() if clip_scorer is not None else None, refs, reference, k,
-                   sample_cap)
+    return ref
