@@ -17,8 +17,8 @@ from imagenet_t2i.evaluation.geneval.sample import sample_geneval
 from imagenet_t2i.io import write_jsonl
 from imagenet_t2i.models import build_model, save_pretrained
 from imagenet_t2i.sampling import sample as sample_mod
-from imagenet_t2i.sampling.sample import (RESUME_FILE, generate, initial_noise, sample_prompts, sample_seed,
-                                          sampling_provenance)
+from imagenet_t2i.sampling.sample import (RESUME_FILE, generate, initial_noise, noise_generators, sample_prompts,
+                                          sample_seed, sampling_provenance)
 
 TEXT_DIM = 16
 SAMPLE_CFG = {"steps": 3, "guidance": 5.0, "clamp": 1.0, "seed": 7, "samples_per_prompt": 2}
@@ -84,8 +84,8 @@ def test_seed_rule_is_per_sample():
     seeds = [sample_seed(0, i, j) for i in range(3) for j in range(4)]
     assert len(set(seeds)) == len(seeds) and seeds == [sample_seed(0, i, j) for i in range(3) for j in range(4)]
     assert sample_seed(1, 0, 0) != sample_seed(0, 0, 0)
-    all_noise = initial_noise(seeds, (3, 4, 4))  # (12, 3, 4, 4)
-    assert torch.equal(all_noise[5:6], initial_noise(seeds[5:6], (3, 4, 4)))
+    all_noise = initial_noise(noise_generators(seeds), (3, 4, 4))  # (12, 3, 4, 4)
+    assert torch.equal(all_noise[5:6], initial_noise(noise_generators(seeds[5:6]), (3, 4, 4)))
     assert not torch.equal(all_noise[0], all_noise[1])
 
 

@@ -2,6 +2,8 @@
 official sampler's) or the linear one (the released CAD-I pipeline's); rectified-flow Euler sampling."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from tqdm import tqdm
 
@@ -66,6 +68,29 @@ def _x0_and_eps(x: torch.Tensor, eps: torch.Tensor, g: torch.Tensor,
     return x0, eps
 
 
+def _denoise(model: torch.nn.Module, text: torch.Tensor, mask: torch.Tensor, uncond: torch.Tensor,
+             shape: tuple[int, int, int], steps: int, guidance: float, clamp: float | None,
+             generator: torch.Generator | None, progress: bool, noise: torch.Tensor | None, schedule: str,
+             unguided_steps: int, desc: str,
+             step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+             ) -> torch.Tensor:
+    """The loop DDIM and DDPM share, t = 1 -> 0 on ``schedule``: guided eps (conditional only for the first
+    ``unguided_steps`` steps), x0 recovered and clamped, eps recomputed, then ``step(i, x, x0, eps, g, g_next)``
+    (gammas (N, 1, 1, 1)) gives the next x. CAD-I's latents are carried between steps. -> the last x0."""
+    n = text.shape[0]
+    x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)  # (N, C, h, w)
+    ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
+    gamma = SCHEDULES[schedule]
+    prev = None
+    inputs = guided_inputs(model, text, mask, uncond)
+    for i in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
+        g, g_next = (gamma(ts[j]).expand(n).view(-1, 1, 1, 1) for j in (i, i + 1))
+        eps, prev = guided_eps(model, x, g.view(-1), inputs, 1.0 if i < unguided_steps else guidance, prev)
+        x0, eps = _x0_and_eps(x, eps, g, clamp)
+        x = step(i, x, x0, eps, g, g_next)
+    return x0
+
+
 @torch.no_grad()
 def ddim_sample(
     model: torch.nn.Module,
@@ -89,20 +114,12 @@ def ddim_sample(
     pipeline's step 0), recover x0, clamp it to +-clamp, recompute eps from the clamped x0, then move to the next
     gamma of ``schedule``. CAD-I's latents are carried between steps (self-conditioning at inference).
     """
-    n = text.shape[0]
-    x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
-    ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
-    gamma = SCHEDULES[schedule]
-    prev = None
-    inputs = guided_inputs(model, text, mask, uncond)
-    for i in tqdm(range(steps), disable=not progress, desc="ddim", leave=False):
-        g = gamma(ts[i]).expand(n)
-        g_next = gamma(ts[i + 1]).expand(n)
-        eps, prev = guided_eps(model, x, g, inputs, 1.0 if i < unguided_steps else guidance, prev)
-        gv, gnv = g.view(-1, 1, 1, 1), g_next.view(-1, 1, 1, 1)
-        x0, eps = _x0_and_eps(x, eps, gv, clamp)
-        x = gnv.sqrt() * x0 + (1 - gnv).sqrt() * eps
-    return x0
+    def step(i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, g: torch.Tensor,
+             g_next: torch.Tensor) -> torch.Tensor:
+        return g_next.sqrt() * x0 + (1 - g_next).sqrt() * eps
+
+    return _denoise(model, text, mask, uncond, shape, steps, guidance, clamp, generator, progress, noise, schedule,
+                    unguided_steps, "ddim", step)
 
 
 @torch.no_grad()
@@ -129,28 +146,20 @@ def ddpm_sample(
     + sqrt(a) (1 - g_next) / (1 - g) x_t and variance (1 - g_next) / (1 - g) (1 - a); no noise at the last step.
     Sample n's step noise comes from ``step_generators[n]`` (else ``generator``), on the CPU.
     """
-    n = text.shape[0]
-    x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)
-    ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
-    gamma = SCHEDULES[schedule]
-    prev = None
-    inputs = guided_inputs(model, text, mask, uncond)
-    for i in tqdm(range(steps), disable=not progress, desc="ddpm", leave=False):
-        g = gamma(ts[i]).expand(n).view(-1, 1, 1, 1)
-        g_next = gamma(ts[i + 1]).expand(n).view(-1, 1, 1, 1)
-        eps, prev = guided_eps(model, x, g.view(-1), inputs, 1.0 if i < unguided_steps else guidance, prev)
-        x0, _ = _x0_and_eps(x, eps, g, clamp)
+    def step(i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, g: torch.Tensor,
+             g_next: torch.Tensor) -> torch.Tensor:
         a = g / g_next
         mean = g_next.sqrt() * (1 - a) / (1 - g) * x0 + a.sqrt() * (1 - g_next) / (1 - g) * x
         if i == steps - 1:
-            x = mean
-            break
+            return mean
         if step_generators is not None:
             z = torch.cat([torch.randn((1, *shape), generator=gen) for gen in step_generators])
         else:
-            z = torch.randn((n, *shape), generator=generator)
-        x = mean + ((1 - g_next) / (1 - g) * (1 - a)).sqrt() * z.to(x.device)
-    return x0
+            z = torch.randn(x.shape, generator=generator)
+        return mean + ((1 - g_next) / (1 - g) * (1 - a)).sqrt() * z.to(x.device)
+
+    return _denoise(model, text, mask, uncond, shape, steps, guidance, clamp, generator, progress, noise, schedule,
+                    unguided_steps, "ddpm", step)
 
 
 @torch.no_grad()

@@ -63,11 +63,13 @@ def sample_seed(seed: int, prompt: int, sample: int) -> int:
     return int(np.random.SeedSequence((seed, prompt, sample)).generate_state(1, np.uint64)[0])
 
 
-def initial_noise(seeds: Sequence[int], shape: tuple[int, int, int],
-                  generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
-    """x_T (N, C, h, w) float32 on the CPU; row n from a generator seeded with ``seeds[n]`` (or the first draw of
-    ``generators[n]``, which a DDPM sampler then goes on drawing its step noise from)."""
-    generators = generators if generators is not None else [torch.Generator().manual_seed(s) for s in seeds]
+def noise_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per sample, seeded with its seed: x_T is its first draw, DDPM's step noise the next ones."""
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def initial_noise(generators: Sequence[torch.Generator], shape: tuple[int, int, int]) -> torch.Tensor:
+    """x_T (N, C, h, w) float32 on the CPU: row n is the next draw of ``generators[n]``."""
     return torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
 
 
@@ -99,8 +101,8 @@ def generate(model: torch.nn.Module, autoencoder: Autoencoder, text_encoder: Tex
     sampler = SAMPLERS[(objective, settings["sampler"])]
     for start in range(0, len(prompts), batch_size):
         text, mask = pad_text(text_encoder.encode(prompts[start : start + batch_size]))  # (B, T, D), (B, T)
-        generators = [torch.Generator().manual_seed(s) for s in seeds[start : start + batch_size]]
-        noise = initial_noise([], shape, generators).to(device)  # (B, C, h, w)
+        generators = noise_generators(seeds[start : start + batch_size])
+        noise = initial_noise(generators, shape).to(device)  # (B, C, h, w)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             z = sampler(model, text.to(device), mask.to(device), uncond, shape, steps=settings["steps"],
                         guidance=settings["guidance"], clamp=settings["clamp"], progress=progress, noise=noise,
