@@ -239,9 +239,11 @@ def weights_file(config: dict, name: str | None) -> str:
 
 def augment_release(config: dict) -> dict | None:
     """What a CutMix set reads from the released captions (``captions.backend: released`` rebuilds the paper's
-    composites the release names): its ``captions.released`` settings, else None."""
+    composites the release names): the copy's path and columns (not the fallback VLM), else None."""
     caps = config["captions"]
-    return output_settings(caps["released"]) if caps["backend"] == "released" else None
+    if caps["backend"] != "released":
+        return None
+    return output_settings({k: caps["released"][k] for k in ("path", "columns")})
 
 
 def official_geneval_args(config: dict) -> str:
