@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slurm
 SCRIPTS = REPO / "tests" / "slurm_cluster"
 SLURM_DIR = "/tmp/imagenet-t2i-slurm"
 ACCOUNT = "proj42"  # tests/data/slurm.yaml's
+RUNS = ("dit_i_ta", "dit_i_ta_again", "dit_i_ta_term")  # tests/data/slurm.yaml's, identical
 PLUGIN_FLAGS = ["--slurm-init-seconds-before-status-checks", "2"]  # the default 40 s per check is for real clusters
 
 
@@ -36,7 +37,7 @@ def slurm_env():
     """Start the test cluster (or skip saying why); stop and wipe it at the end of the session."""
     if os.geteuid() != 0:
         pytest.skip("bringing up SLURM needs root (apt packages and daemons); CI runs these tests as root")
-    env = dict(os.environ, SLURM_TEST_DIR=SLURM_DIR, FAKE_GPUS="2", FAKE_CPUS="8", RESET="1",
+    env = dict(os.environ, SLURM_TEST_DIR=SLURM_DIR, FAKE_GPUS="2", FAKE_CPUS="12", RESET="1",
                SLURM_CONF=f"{SLURM_DIR}/etc/slurm.conf")
     try:
         proc = subprocess.run(["bash", str(SCRIPTS / "start_slurm.sh")], env=env, capture_output=True, text=True,
@@ -112,13 +113,25 @@ def _sacct(env: dict, job_id: str, fields: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def trained(slurm_env, tmp_path_factory):
-    """Data stages as SLURM jobs, then run dit_i_ta trained by a 2-task SLURM job, all through Snakemake."""
+    """Data stages as SLURM jobs, then the three runs trained at once by 2-task SLURM jobs, all through Snakemake."""
     workdir = tmp_path_factory.mktemp("slurm")
     config = workdir / "slurm.yaml"
     shutil.copy(REPO / "tests" / "data" / "slurm.yaml", config)
-    proc = _snakemake(slurm_env, workdir, config, "results/slurm/runs/dit_i_ta/provenance.json")
+    proc = _snakemake(slurm_env, workdir, config, *(f"results/slurm/runs/{run}/provenance.json" for run in RUNS))
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return workdir, config
+
+
+def test_three_training_runs_proceed_at_once_under_the_slurm_profile(trained, slurm_env):
+    """The three launchers (local rules, each waiting on its job) submit together and their SLURM jobs run side by
+    side: every job started before any ended (12 CPUs: 3 jobs x 2 ranks x 2 CPUs)."""
+    workdir, _ = trained
+    spans = []
+    for run in RUNS:
+        job_id = str(read_json(workdir / "results" / "slurm" / "runs" / run / "provenance.json")["job"]["id"])
+        start, end = _sacct(slurm_env, job_id, "Start,End")[0].split("|")
+        spans.append((start, end))
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans  # ISO times compare as strings
 
 
 def test_two_task_training_job_runs_on_slurm_through_snakemake(trained, slurm_env):
@@ -161,7 +174,9 @@ def _interrupt_and_resume(trained: tuple, slurm_env: dict, run: str, signal_cmd:
     uninterrupted ``dit_i_ta``'s, bit for bit, and its job id against the first submission's."""
     workdir, config = trained
     results = workdir / "results" / "slurm"
-    proc = _snakemake(slurm_env, workdir, config, f"results/slurm/runs/{run}/provenance.json", wait=False)
+    shutil.rmtree(results / "state" / run)  # the fixture trained it to the end: start again from step 0
+    proc = _snakemake(slurm_env, workdir, config, f"results/slurm/runs/{run}/provenance.json", "--forcerun", "train",
+                      wait=False)
     state, sidecar = results / "state" / run / "last.pt", results / "state" / run / "job.json"
     deadline = time.time() + 300
     while not state.exists() and time.time() < deadline and proc.poll() is None:
