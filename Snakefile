@@ -15,10 +15,10 @@ R = wf.results_dir(config)
 CFG = wf.write_resolved_config(config)
 
 wildcard_constraints:
-    split="train|val",
-    set="train|val|crop|cutmix_(half|quarter|ninth|sixteenth|all)",
+    split="(train|val)(_[0-9]+px)?",  # _<R>px: a run's side other than source.resolution (runs.<run>.resolution)
+    set="(train|val|crop|cutmix_(half|quarter|ninth|sixteenth|all))(_[0-9]+px)?",
     kind="aio|ta",
-    aug="crop|cutmix_(half|quarter|ninth|sixteenth|all)",
+    aug="(crop|cutmix_(half|quarter|ninth|sixteenth|all))(_[0-9]+px)?",
     run=wf.run_pattern(config),
     ckpt="final|step-[0-9]+",
     chunk="[0-9]+-of-[0-9]+",

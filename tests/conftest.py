@@ -27,14 +27,15 @@ TINY_MODELS = {
 
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory):
-    """A real miniature pipeline: rendered world, CutMix set, TA captions, MiniLM shards (train_ta, cutmix_all_ta)."""
-    from imagenet_t2i.augment import build_cutmix_set
+    """A real miniature pipeline: rendered world, CutMix set, TA captions, MiniLM shards (train_ta, cutmix_all_ta), and
+    the same images and composites re-made at 64 px with the same captions (train_64px_ta, cutmix_all_64px_ta)."""
+    from imagenet_t2i.augment import build_cutmix_set, build_rescaled_set
     from imagenet_t2i.captions import SceneCaptioner, write_captions
     from imagenet_t2i.encode.autoencoder import PixelAutoencoder
     from imagenet_t2i.encode.text import MiniLMEncoder
     from imagenet_t2i.io import read_jsonl
     from imagenet_t2i.shards.writer import write_shards
-    from imagenet_t2i.world.build import build_split
+    from imagenet_t2i.world.build import build_split, rescale_split
 
     root = tmp_path_factory.mktemp("tiny")
     build_split(root / "data" / "train", "train", 40, seed=0, size=32, progress=False)
@@ -45,6 +46,12 @@ def tiny_shards(tmp_path_factory):
         write_captions(read_jsonl(folder / "scenes.jsonl"), SceneCaptioner(seed=0), captions)
         write_shards(folder, captions, root / "shards" / f"{name}_ta", PixelAutoencoder(), encoder, 32,
                      shard_size=16, batch_size=16, progress=False)
+    rescale_split(root / "data" / "train", root / "data" / "train_64px", 64, progress=False)
+    build_rescaled_set(root / "augment" / "cutmix_all", root / "data" / "train_64px", root / "augment" / "cutmix_all_64px",
+                       64, progress=False)
+    for name, folder in (("train", root / "data" / "train_64px"), ("cutmix_all", root / "augment" / "cutmix_all_64px")):
+        write_shards(folder, root / "captions" / f"{name}_ta.jsonl", root / "shards" / f"{name}_64px_ta",
+                     PixelAutoencoder(), encoder, 64, shard_size=16, batch_size=16, progress=False)
     return root / "shards"
 
 

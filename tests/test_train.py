@@ -80,7 +80,7 @@ def test_usr2_stops_at_a_step_boundary_and_the_resumed_run_is_bitwise_identical(
 
     cfg = tiny_run("cad_i", steps=9, checkpoint_every=100, eval_checkpoints=[])
     Trainer(cfg, str(tiny_shards), str(tmp_path / "full"), str(tmp_path / "full_state"))()
-    target, name = (loop, "diffusion_loss") if where == "mid_step" else (loop, "lr_at")
+    target, name = (loop, "diffusion_loss") if where == "mid_step" else (loop, "scheduled_lr")
     original, calls = getattr(target, name), []
 
     def signalling(*args, **kwargs):

@@ -102,6 +102,7 @@ def set_images(config: dict, name: str) -> int:
     """Images of a source or augmented set, from the config alone (an augmented set holds one composite per training
     image): the synthetic world's counts, the fake ImageNet's, or ImageNet's."""
     src = config["source"]
+    name = split_resolution(name)[0]
     split = name if name in ("train", "val") else "train"
     if src["backend"] == "synthetic":
         return src["num_train"] if split == "train" else src["num_val"]
@@ -141,8 +142,9 @@ def _check_references(config: dict) -> None:
         if spec["model"] not in config["models"]:
             raise ConfigError(f"config key 'runs.{run}.model': unknown model '{spec['model']}' "
                               f"(defined: {sorted(config['models'])})")
-        if spec["model"] not in config["train"]["optimizer"]:
-            raise ConfigError(f"config key 'train.optimizer.{spec['model']}': missing (needed by run '{run}')")
+        optimizer = spec.get("optimizer", spec["model"])
+        if optimizer not in config["train"]["optimizer"]:
+            raise ConfigError(f"config key 'train.optimizer.{optimizer}': missing (needed by run '{run}')")
     try:
         per_rank_batch(config["train"]["batch_size"], cluster_world_size(config["cluster"]),
                        config["train"].get("accumulation", 1))
@@ -151,9 +153,10 @@ def _check_references(config: dict) -> None:
                           f"x {config['cluster'].get('tasks_per_node', 1)} task(s))") from None
     for step in config["train"].get("eval_checkpoints", []):
         for run, spec in config["runs"].items():
-            if step > spec.get("steps", config["train"]["steps"]):
+            if step > spec.get("steps", config["train"]["steps"]) and not spec.get("init_from"):
                 raise ConfigError(f"config key 'train.eval_checkpoints': step {step} is past the end of run '{run}'")
     runs = config["runs"]
+    _check_resolutions(config)
     _check_released(config)
     for tid, table in config.get("tables", {}).items():
         for i, row in enumerate(table["rows"]):
@@ -177,6 +180,9 @@ def _check_references(config: dict) -> None:
                 for r in line.get("runs", []):
                     if r not in runs:
                         raise ConfigError(f"config key 'figures.{fid}.panels.{p}': unknown run '{r}'")
+                    if fid == "F-OVERFIT" and runs[r].get("init_from"):
+                        raise ConfigError(f"config key 'figures.{fid}.panels.{p}': run '{r}' starts from another "
+                                          "(init_from) and keeps no intermediate checkpoints")
     _check_models(config)
     if config["source"]["backend"] == "imagenet":
         for key in ("root", "synset_mapping"):
@@ -186,6 +192,48 @@ def _check_references(config: dict) -> None:
         for key in ("num_train", "num_val", "classes", "colors", "backgrounds"):
             if key not in config["source"]:
                 raise ConfigError(f"config key 'source.{key}': required when source.backend is synthetic")
+
+
+# The metrics of a run's FD file (eval/<run>/fd/), scored against the val reference at source.resolution.
+FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "fd_clip", "inception_score",
+              "clip_score")
+
+
+def _check_resolutions(config: dict) -> None:
+    """``runs.<r>.resolution`` a multiple of the base side, ``init_from`` a run of the same architecture at a lower
+    side (CAD-I: exactly half, the official graft's x2), and no FD metric of a run at another side than the
+    reference's."""
+    base = config["source"]["resolution"]
+    runs = config["runs"]
+    for run, spec in runs.items():
+        res = spec.get("resolution", base)
+        if res % base:
+            raise ConfigError(f"config key 'runs.{run}.resolution': {res} is not a multiple of source.resolution "
+                              f"({base}); the run's sets are the base images re-made at that side")
+        parent = spec.get("init_from")
+        if parent is None:
+            continue
+        if parent not in runs or parent == run:
+            raise ConfigError(f"config key 'runs.{run}.init_from': unknown run '{parent}' (defined: {sorted(runs)})")
+        arch, parent_arch = (config["models"][runs[r]["model"]]["arch"] for r in (run, parent))
+        parent_res = runs[parent].get("resolution", base)
+        if arch != parent_arch:
+            raise ConfigError(f"config key 'runs.{run}.init_from': '{parent}' is a {parent_arch} run, '{run}' a {arch} "
+                              "one")
+        if arch == "cad_i" and res != 2 * parent_res:
+            raise ConfigError(f"config key 'runs.{run}.init_from': the CAD-I graft doubles the side (the official "
+                              f"bilinear x2 of the positional embedding): '{parent}' is {parent_res} px, so "
+                              f"resolution must be {2 * parent_res}, not {res}")
+        if res <= parent_res:
+            raise ConfigError(f"config key 'runs.{run}.init_from': '{parent}' is {parent_res} px; a grafted run goes "
+                              f"up in side, this one is {res}")
+    for tid, table in config.get("tables", {}).items():
+        fd = [m for m in table["metrics"] if m in FD_METRICS]
+        for i, row in enumerate(table["rows"]):
+            other = [r for r in row["runs"] if r in runs and runs[r].get("resolution", base) != base]
+            if fd and other:
+                raise ConfigError(f"config key 'tables.{tid}.rows.{i}': run '{other[0]}' is not at source.resolution "
+                                  f"({base} px), where the FD reference is; drop {fd} from this table's metrics")
 
 
 def _check_released(config: dict) -> None:
@@ -261,8 +309,10 @@ def resolve_run(config: dict, run: str) -> dict:
         raise ConfigError(f"config key 'runs.{run}': no such run (defined: {sorted(config['runs'])})")
     spec = config["runs"][run]
     train = copy.deepcopy(config["train"])
-    train["optimizer"] = train["optimizer"][spec["model"]]
+    train["optimizer"] = train["optimizer"][spec.get("optimizer", spec["model"])]
     train["steps"] = spec.get("steps", train["steps"])
+    if spec.get("init_from"):  # a resolution-stage run: no intermediate checkpoints (F-OVERFIT is the 256 runs')
+        train["eval_checkpoints"] = []
     if "cutmix_tau" in spec:
         train["cutmix"]["tau"] = spec["cutmix_tau"]
     return {
@@ -274,17 +324,39 @@ def resolve_run(config: dict, run: str) -> dict:
         "augment": spec["augment"],
         "pattern": spec.get("pattern", config.get("augment", {}).get("cutmix", {}).get("pattern", "all")),
         "train": train,
-        "resolution": config["source"]["resolution"],
+        "resolution": run_resolution(config, run),
+        "base_resolution": config["source"]["resolution"],
+        **({"init_from": spec["init_from"]} if spec.get("init_from") else {}),
     }
 
 
+def run_resolution(config: dict, run: str) -> int:
+    """Image side of a run: ``runs.<run>.resolution``, else ``source.resolution`` (the released CAD-I: the latter)."""
+    return config["runs"].get(run, {}).get("resolution", config["source"]["resolution"])
+
+
+def resolution_suffix(resolution: int, base: int) -> str:
+    """The name suffix of a set at another side than ``source.resolution``: "" at the base, else ``_<R>px``."""
+    return "" if resolution == base else f"_{resolution}px"
+
+
+def split_resolution(set_name: str) -> tuple[str, int | None]:
+    """``cutmix_all_64px`` -> (``cutmix_all``, 64); ``train`` -> (``train``, None)."""
+    stem, _, last = set_name.rpartition("_")
+    if stem and last.endswith("px") and last[:-2].isdigit():
+        return stem, int(last[:-2])
+    return set_name, None
+
+
 def run_shard_sets(run_cfg: dict) -> dict[str, str]:
-    """Role -> shard-set name needed by a resolved run: train_<caps>, cutmix_<pattern>_<caps>, crop_<caps>."""
+    """Role -> shard-set name needed by a resolved run: train_<caps>, cutmix_<pattern>_<caps>, crop_<caps>; at another
+    side than the base, the same sets re-encoded at it: train_<R>px_<caps>, ..."""
     caps = run_cfg["captions"]
-    sets = {"train": f"train_{caps}"}
+    sfx = resolution_suffix(run_cfg["resolution"], run_cfg.get("base_resolution", run_cfg["resolution"]))
+    sets = {"train": f"train{sfx}_{caps}"}
     augment = run_cfg["augment"]
     if augment != "none":
         for kind in augment.split("+"):
             name = f"cutmix_{run_cfg['pattern']}" if kind == "cutmix" else kind
-            sets[kind] = f"{name}_{caps}"
+            sets[kind] = f"{name}{sfx}_{caps}"
     return sets

@@ -15,7 +15,7 @@ import yaml
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.code_closure import code_hash, command_code
 from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, load_schema, resolve_run,
-                                 run_shard_sets, set_images, validate_config)
+                                 run_resolution, run_shard_sets, set_images, split_resolution, validate_config)
 from imagenet_t2i.io import atomic_write
 
 
@@ -302,9 +302,35 @@ def stage_threads(config: dict, kind: str) -> int:
 
 
 def set_source(config: dict, set_name: str) -> str:
-    """Folder holding the images of a shard/caption set (train, val, cutmix, crop)."""
+    """Folder holding the images of a shard/caption set (train, val, cutmix, crop; ``<set>_<R>px`` at another side:
+    the synthetic world's split drawn again, ImageNet's same index, an augmented set made again)."""
     root = results_dir(config)
-    return f"{root}/data/{set_name}" if set_name in ("train", "val") else f"{root}/augment/{set_name}"
+    base, res = split_resolution(set_name)
+    if base not in ("train", "val"):
+        return f"{root}/augment/{set_name}"
+    return f"{root}/data/{base}" if res is None or config["source"]["backend"] != "synthetic" else f"{root}/data/{set_name}"
+
+
+def base_set_dir(config: dict, set_name: str) -> list[str]:
+    """The base-side folder a ``<set>_<R>px`` folder is made again from (none for a base set)."""
+    base, res = split_resolution(set_name)
+    return [] if res is None else [set_source(config, base)]
+
+
+def set_resolution(config: dict, set_name: str) -> int:
+    """Image side of a set: ``_<R>px`` in its name, else ``source.resolution``."""
+    return split_resolution(set_name)[1] or config["source"]["resolution"]
+
+
+def caption_file(config: dict, set_name: str, kind: str) -> str:
+    """The captions of a set: a ``<set>_<R>px`` set has its base set's (the same images and keys)."""
+    return f"{results_dir(config)}/captions/{split_resolution(set_name)[0]}_{kind}.jsonl"
+
+
+def augment_source(config: dict, aug: str) -> str:
+    """The source split an augmented set is made from: the training images at the set's side."""
+    res = split_resolution(aug)[1]
+    return set_source(config, "train" if res is None else f"train_{res}px")
 
 
 def run_shards(config: dict, run: str) -> list[str]:
@@ -312,6 +338,11 @@ def run_shards(config: dict, run: str) -> list[str]:
     sets = run_shard_sets(resolve_run(config, run))
     return [f"{results_dir(config)}/shards/{name}" for name in sets.values()]
 
+
+def run_inputs(config: dict, run: str) -> list[str]:
+    """What a training run reads: its shard sets and, with ``init_from``, the parent run's final weights."""
+    parent = config["runs"][run].get("init_from")
+    return run_shards(config, run) + ([f"{results_dir(config)}/runs/{parent}/final"] if parent else [])
 
 # When to print and save, and the loader's threads: the weights are the same. (train.batch_size is the global batch:
 # it stays.)
@@ -430,15 +461,19 @@ def overfit_inputs(config: dict) -> list[str]:
     return sorted(f"{results_dir(config)}/eval/{run}/fd/{c}.json" for run in runs for c in ckpts)
 
 
-def run_pattern(config: dict) -> str:
-    """The ``run`` wildcard's values: every run the evaluation rules score (`evaluated_runs`)."""
-    return "|".join(evaluated_runs(config))
+def run_pattern(config: dict, grafted: bool | None = None) -> str:
+    """The ``run`` wildcard's values: every run the evaluation rules score (`evaluated_runs`); ``grafted`` True /
+    False: only the trained runs with / without ``init_from`` (a regex that matches nothing when there are none)."""
+    if grafted is None:
+        return "|".join(evaluated_runs(config))
+    runs = [r for r, spec in config["runs"].items() if bool(spec.get("init_from")) == grafted]
+    return "|".join(runs) or "(?!)"
 
 
 def denoise_shards(config: dict, run: str) -> str:
     """The shard set a run's denoising profile reads: the held-out val set of its captions with ``encode.val``,
     else its own training set."""
-    if config["encode"].get("val"):
+    if config["encode"].get("val") and run_resolution(config, run) == config["source"]["resolution"]:
         return f"{results_dir(config)}/shards/val_{run_captions(config, run)}"
     return run_shards(config, run)[0]
 

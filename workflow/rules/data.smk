@@ -31,14 +31,17 @@ if config["source"].get("fake"):
 
 
 rule source:
-    """Source images: the synthetic world (tiny) or an ImageNet index (paper)."""
+    """Source images: the synthetic world (tiny) or an ImageNet index (paper); <split>_<R>px: the world's split drawn
+    again at R px."""
     input:
         wf.source_inputs(config),
+        base=lambda w: wf.base_set_dir(config, w.split),
     output:
         directory(f"{R}/data/{{split}}"),
     params:
         code=wf.code(config, "source", heavy=True),
         source=wf.output_settings(config["source"]),
+        base=lambda w, input: wf.option("--base", input.base),
     priority: 10  # data preparation first: training (priority 10 too) waits on it
     log:
         f"{R}/logs/source_{{split}}.log",
@@ -46,13 +49,15 @@ rule source:
     resources:
         **wf.stage_resources(config, "cpu", mem_mb=2000),
     shell:
-        "imagenet-t2i source --config {CFG} --split {wildcards.split} --out {output} > {log} 2>&1"
+        "imagenet-t2i source --config {CFG} --split {wildcards.split} {params.base} --out {output} > {log} 2>&1"
 
 
 rule augment_chunk:
-    """CutMix / Crop composites of one chunk of the training images (paper-spec section 3)."""
+    """CutMix / Crop composites of one chunk of the training images (paper-spec section 3); <aug>_<R>px: the base
+    set's composites made again at R px."""
     input:
-        f"{R}/data/train",
+        source=lambda w: wf.augment_source(config, w.aug),
+        base=lambda w: wf.base_set_dir(config, w.aug),
     output:
         directory(f"{R}/augment/parts/{{aug}}/{{chunk}}"),
     params:
@@ -60,6 +65,7 @@ rule augment_chunk:
         augment=wf.output_settings(config.get("augment", {})),
         resize=config["source"].get("resize", "bicubic"),
         release=wf.augment_release(config),
+        base=lambda w, input: wf.option("--base", input.base),
     priority: 10
     log:
         f"{R}/logs/augment_{{aug}}_{{chunk}}.log",
@@ -67,8 +73,8 @@ rule augment_chunk:
     resources:
         **wf.stage_resources(config, "cpu", mem_mb=2000),
     shell:
-        "imagenet-t2i augment --config {CFG} --set {wildcards.aug} --source {input} --chunk {wildcards.chunk} "
-        "--out {output} > {log} 2>&1"
+        "imagenet-t2i augment --config {CFG} --set {wildcards.aug} --source {input.source} {params.base} "
+        "--chunk {wildcards.chunk} --out {output} > {log} 2>&1"
 
 
 rule augment:

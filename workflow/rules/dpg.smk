@@ -81,7 +81,7 @@ else:
             code=wf.script_code(config, "evaluation.dpg.official"),
             script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/dpg/official.py",
             model=wf.option("--model", wf.weights_location(config, config["eval"]["dpg"].get("vqa"))),
-            resolution=config["source"]["resolution"],
+            resolution=lambda w: wf.run_resolution(config, w.run),
         conda:
             "../../envs/dpg.yaml"
         log:

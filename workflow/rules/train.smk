@@ -1,11 +1,14 @@
 localrules:
     train,
+    train_grafted,
 
 
 rule train:
     """One ablation run, trained by a submitit job (local executor or SLURM); resumable."""
     input:
-        lambda w: wf.run_shards(config, w.run),
+        lambda w: wf.run_inputs(config, w.run),
+    wildcard_constraints:
+        run=wf.run_pattern(config, grafted=False),
     output:
         final=directory(f"{R}/runs/{{run}}/final"),
         log_csv=f"{R}/runs/{{run}}/train.csv",
@@ -24,3 +27,13 @@ rule train:
     shell:
         "imagenet-t2i train --config {CFG} --run {wildcards.run} --shards {R}/shards "
         "--out {R}/runs/{wildcards.run} --state {params.state} 2>&1 | tee {log}"
+
+
+use rule train as train_grafted with:
+    # A run initialised from another (runs.<run>.init_from, the resolution stage): no intermediate checkpoints.
+    wildcard_constraints:
+        run=wf.run_pattern(config, grafted=True),
+    output:
+        final=directory(f"{R}/runs/{{run}}/final"),
+        log_csv=f"{R}/runs/{{run}}/train.csv",
+        provenance=f"{R}/runs/{{run}}/provenance.json",

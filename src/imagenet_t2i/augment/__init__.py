@@ -1,5 +1,5 @@
 """Image augmentations (paper-spec section 3): CutMix composites and random crops."""
-from imagenet_t2i.augment.build import build_crop_set, build_cutmix_set
+from imagenet_t2i.augment.build import build_crop_set, build_cutmix_set, build_rescaled_set
 from imagenet_t2i.augment.crop import apply_crop
 from imagenet_t2i.augment.cutmix import apply_cutmix
 from imagenet_t2i.augment.geometry import CROP_SCALE, CUTMIX_CHOICES, PATTERNS, CutMixGeometry, cutmix_geometry
@@ -14,6 +14,7 @@ __all__ = [
     "apply_cutmix",
     "build_crop_set",
     "build_cutmix_set",
+    "build_rescaled_set",
     "cutmix_geometry",
     "merge_augmented",
 ]

@@ -16,10 +16,11 @@ from tqdm import tqdm
 from imagenet_t2i.augment.geometry import CROP_SCALE, CUTMIX_CHOICES
 from imagenet_t2i.augment.record import INDEX, RECORD, complete_record, fingerprint
 from imagenet_t2i.augment.released import Released
+from imagenet_t2i.augment.rescale import base_records
 from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.augment.work import Outcome, SetSpec, Worker
 from imagenet_t2i.chunks import chunk_range
-from imagenet_t2i.io import staged_folder, write_json, write_jsonl
+from imagenet_t2i.io import sha256_file, staged_folder, write_json, write_jsonl
 from imagenet_t2i.world.folder import IMAGE_FORMATS
 
 
@@ -119,4 +120,25 @@ def build_crop_set(
     ``from_original``: the window is cut from the stored image at full resolution (`apply_crop`)."""
     spec = SetSpec("crop", str(source_dir), size, int(seed), image_format, scale=(float(scale[0]), float(scale[1])),
                    from_original=from_original, resize=resize)
+    return _build(spec, out_dir, chunk, workers, progress)
+
+
+def build_rescaled_set(
+    base_dir: str | Path,
+    source_dir: str | Path,
+    out_dir: str | Path,
+    size: int,
+    image_format: str = "png",
+    progress: bool = True,
+    chunk: tuple[int, int] = (0, 1),
+    workers: int = 1,
+    resize: str = "bicubic",
+    from_original: bool = False,
+) -> dict:
+    """The augmented set ``base_dir`` made again from ``source_dir`` at side ``size`` (`imagenet_t2i.augment.rescale`:
+    same partners, boxes and windows, same keys); the build record."""
+    kind, _, _ = base_records(base_dir)
+    spec = SetSpec(kind, str(source_dir), size, 0, image_format, pattern="rescaled" if kind == "cutmix" else None,
+                   scale=(1.0, 1.0) if kind == "crop" else None, from_original=from_original and kind == "crop",
+                   resize=resize, rescale_from=(str(base_dir), sha256_file(Path(base_dir) / "scenes.jsonl")))
     return _build(spec, out_dir, chunk, workers, progress)

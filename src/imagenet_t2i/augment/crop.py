@@ -10,7 +10,7 @@ from imagenet_t2i.augment.images import check_image, resize_square
 
 def apply_crop(
     img: np.ndarray, scene: dict, scale: tuple[float, float], rng: np.random.Generator,
-    original: np.ndarray | None = None,
+    original: np.ndarray | None = None, window: tuple[int, int, int] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Crop a square of side U(scale) x R at a uniform position and resize it back to R.
 
@@ -19,10 +19,11 @@ def apply_crop(
     crop keeps the detail the R-pixel image lost (a 35% window of a 500 x 375 photo is 131 px, not 90 upscaled).
     Boxes are mapped into the new frame and clipped; objects mostly outside the crop are dropped
     (see ``augment.boxes``). Backgrounds are kept as listed (their layout is not recorded). The
-    record's ``region`` is the crop box in the R-pixel frame, ``scale`` its side / R.
+    record's ``region`` is the crop box in the R-pixel frame, ``scale`` its side / R. ``window`` (x, y, side): that
+    crop instead of a drawn one (a set made again at another side, `imagenet_t2i.augment.rescale`).
     """
     size = check_image(img, scene, "image")
-    x, y, side = crop_window(size, scale, rng)
+    x, y, side = window if window is not None else crop_window(size, scale, rng)
     if original is not None:
         h, w = original.shape[:2]
         s, f = min(h, w), min(h, w) / size

@@ -16,6 +16,7 @@ import numpy as np
 from imagenet_t2i.augment.crop import apply_crop
 from imagenet_t2i.augment.cutmix import apply_cutmix
 from imagenet_t2i.augment.released import Released, box_geometry
+from imagenet_t2i.augment.rescale import rescaled_maker
 from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.world.folder import encode_image
 
@@ -39,9 +40,12 @@ class SetSpec:
     from_original: bool = False  # Crop: cut the window from the stored image (no scene records: ImageNet)
     resize: str = "bicubic"  # source.resize ("official": bases cut square, then resized)
     release: tuple[tuple[str, int, int], ...] = ()  # CutMix: the release copy's files (name, bytes, mtime_ns)
+    rescale_from: tuple[str, str] = ()  # (base set folder, sha256 of its scenes.jsonl): its composites made again
 
     def params(self) -> dict:
         extra = {"resize": self.resize} if self.resize != "bicubic" else {}
+        if self.rescale_from:
+            extra["rescaled_from_scenes_sha256"] = self.rescale_from[1]
         if self.kind == "cutmix":
             return {"pattern": self.pattern, **extra, **({"release": [list(f) for f in self.release]}
                                                         if self.release else {})}
@@ -116,7 +120,9 @@ class Worker:
 
     def __init__(self, spec: SetSpec, source: SourceSplit, released: Released | None = None) -> None:
         self.spec, self.source = spec, source
-        if spec.kind == "cutmix":
+        if spec.rescale_from:
+            self.make = rescaled_maker(self.source, spec.rescale_from[0], spec.from_original)
+        elif spec.kind == "cutmix":
             self.make = cutmix_maker(self.source, str(spec.pattern), released)
         else:
             self.make = crop_maker(self.source, tuple(spec.scale or ()), spec.from_original)

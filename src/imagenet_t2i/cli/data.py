@@ -6,13 +6,23 @@ import argparse
 import time
 
 from imagenet_t2i.cli.common import config_of, provenance
-from imagenet_t2i.config import ConfigError
+from imagenet_t2i.config import ConfigError, split_resolution
 
 
 def cmd_source(args: argparse.Namespace) -> None:
     config = config_of(args.config)
     src = config["source"]
     t0 = time.time()
+    split, size = split_resolution(args.split)
+    if size is not None:  # the resolution stage's images: the base split's scenes drawn again at that side
+        if src["backend"] != "synthetic":
+            raise ConfigError(f"source split '{args.split}': only the synthetic world draws its images again at "
+                              "another side; an ImageNet run at another side reads the same index (data/<split>)")
+        from imagenet_t2i.world.build import rescale_split
+
+        rescale_split(args.base, args.out, size)
+        provenance("source", {**src, "resolution": size}, {"base": args.base}, args.out, t0)
+        return
     if src["backend"] == "synthetic":
         from imagenet_t2i.world.build import build_split
 
@@ -74,6 +84,18 @@ def cmd_augment(args: argparse.Namespace) -> None:
     common = {"seed": config["seed"], "image_format": aug["image_format"], "chunk": chunk, "workers": aug["workers"],
               "resize": config["source"].get("resize", "bicubic")}
     t0 = time.time()
+    base_set, size = split_resolution(args.set)
+    if size is not None:  # the resolution stage: the base set's composites made again at that side
+        from imagenet_t2i.augment import build_rescaled_set
+
+        result = build_rescaled_set(args.base, args.source, args.out, size, **{k: v for k, v in common.items()
+                                                                               if k != "seed"},
+                                    from_original=aug.get("crop", {}).get("from_original", False))
+        print(f"{args.out}: chunk {args.chunk}: {result}")
+        provenance("augment", {"rescaled": base_set, "resolution": size, "chunk": args.chunk,
+                               "image_format": aug["image_format"], "resize": common["resize"]},
+                   {"source": args.source, "base": args.base}, args.out, t0)
+        return
     if args.set.startswith("cutmix_"):
         settings = {"cutmix": {"pattern": args.set.removeprefix("cutmix_")}}
         result = build_cutmix_set(args.source, args.out, settings["cutmix"]["pattern"], **common,

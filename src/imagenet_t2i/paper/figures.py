@@ -17,7 +17,7 @@ from PIL import Image
 
 from imagenet_t2i.io import atomic_write, read_json
 from imagenet_t2i.paper.reference import ReferenceValues, load_reference
-from imagenet_t2i.paper.tables import FD_METRICS
+from imagenet_t2i.config import FD_METRICS
 from imagenet_t2i.provenance import make_record, write_record
 
 STEP_FILE = re.compile(r"^step-(\d+)\.json$")

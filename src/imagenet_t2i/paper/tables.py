@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from imagenet_t2i.config import FD_METRICS
 from imagenet_t2i.evaluation.diagnostics.denoise_profile import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
@@ -29,8 +30,6 @@ from imagenet_t2i.provenance import make_record, write_record
 
 # The fd file's metrics. Tiny world: the feature net's FD and PRDC. Paper scale: fd = FID (Inception), PRDC on
 # Inception features, and FD-DINOv2, FD-CLIP, the Inception Score and CLIPScore of the same samples.
-FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "fd_clip", "inception_score",
-              "clip_score")
 COLOUR_PROBE = "colour_probe"  # tiny-world diagnostic (evaluation/colour_probe.py), not a paper metric
 DENOISE_FILE = "denoise_profile.json"  # x0_mse_g<gamma>: a diagnostic (evaluation/denoise_profile.py), not a paper metric
 NOT_RUN = "not run by us"

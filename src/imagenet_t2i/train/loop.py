@@ -30,17 +30,19 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save
 
 from imagenet_t2i.config import per_rank_batch, run_shard_sets
 from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss
-from imagenet_t2i.io import atomic_write, read_json, write_json
+from imagenet_t2i.io import atomic_write, read_json, sha256_file, write_json
 from imagenet_t2i.malloc import keep_freed_memory
 from imagenet_t2i.models import build_model, count_parameters, save_pretrained
-from imagenet_t2i.models.base import OBJECTIVE_FILE
+from imagenet_t2i.models.base import OBJECTIVE_FILE, RUN_WEIGHTS_NAME
 from imagenet_t2i.shards.reader import ShardStream, load_uncond
 from imagenet_t2i.train.distributed import StopRequest, make_accelerator
 from imagenet_t2i.train.fast import compile_model
-from imagenet_t2i.train.optim import Ema, lr_at, make_optimizer, use_fused
+from imagenet_t2i.train.graft import graft
+from imagenet_t2i.train.optim import Ema, make_optimizer, scheduled_lr, use_fused
 
 if TYPE_CHECKING:  # the job's callable imports this module when it runs: no import back
     from imagenet_t2i.train.trainer import Trainer
@@ -124,6 +126,9 @@ class Training:
         inputs = {"model": cfg["model"], "seed": cfg["seed"],
                   "shards": {role: read_json(self.shard_root / name / "manifest.json")["fingerprint"]
                              for role, name in sets.items()}}
+        init_dir = self.out_dir.parent / cfg["init_from"] / "final" if cfg.get("init_from") else None
+        if init_dir is not None:
+            inputs["init"] = init_fingerprint(init_dir)
         state = torch.load(self._state_path(), weights_only=False, map_location="cpu") \
             if self._state_path().exists() else None
         if state is not None and state.get("inputs") != inputs:  # trained on other shards / another model
@@ -132,6 +137,12 @@ class Training:
                       "starting again from step 0", flush=True)
                 shutil.rmtree(self.state_dir / "checkpoints", ignore_errors=True)
             state = None
+        if state is None and init_dir is not None:
+            network, averaged = grafted_init(arch, init_dir, raw_model)
+            raw_model.load_state_dict(network)
+            ema.load_state_dict({"shadow": averaged})
+            if main:
+                print(f"[{cfg['name']}] initialised from {init_dir} (grafted to {cfg['resolution']} px)", flush=True)
         if state is not None:
             if len(state["generators"]) != world:
                 raise RuntimeError(f"{self._state_path()} was saved with {len(state['generators'])} ranks, this job has "
@@ -209,8 +220,7 @@ class Training:
                         print(f"[{cfg['name']}] SIGTERM: state saved at step {step}; the job ends (SLURM requeues a "
                               "preempted job, which resumes from this step; after a cancel, a rerun does)", flush=True)
                     raise SystemExit(0)  # no result file: a requeued job runs on, the launcher keeps waiting
-                lr = lr_at(step, total, tcfg["optimizer"]["lr"], tcfg["optimizer"]["warmup"],
-                           tcfg["optimizer"]["cosine_fraction"])
+                lr = scheduled_lr(step, total, tcfg["optimizer"])
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 step_loss = torch.zeros((), device=acc.device)
@@ -276,6 +286,7 @@ class Training:
             return summary()
         if main:
             self._save_weights(raw_model, ema, self.out_dir / "final")
+            save_network(raw_model, self.out_dir / "final")
             self._write_log(log)
         stop_request.barrier()
         return summary(parameters=n_params, final_loss=log[-1]["loss"] if log else math.nan)
@@ -303,6 +314,33 @@ class Training:
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
             w.writeheader()
             w.writerows(rows)
+
+
+NETWORK_FILE = "network.safetensors"  # beside final/'s EMA weights: the raw network, which a graft also reads
+
+
+def save_network(model: torch.nn.Module, folder: Path) -> None:
+    """The raw (not averaged) weights of ``model`` as ``folder/network.safetensors``, atomically."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_write(folder / NETWORK_FILE, "wb") as f:
+        f.write(save(state))
+
+
+def init_fingerprint(folder: Path) -> dict:
+    """What a grafted run starts from: the sha256 of the parent run's final weights (a retrained parent restarts it)."""
+    missing = [n for n in (RUN_WEIGHTS_NAME, NETWORK_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {missing}: runs.<run>.init_from needs the parent run's final weights "
+                                "(a run trained before grafting existed has no network.safetensors: retrain it)")
+    return {n: sha256_file(folder / n) for n in (RUN_WEIGHTS_NAME, NETWORK_FILE)}
+
+
+def grafted_init(arch: str, folder: Path, model: torch.nn.Module) -> tuple[dict, dict]:
+    """(network, EMA) states of ``model`` grafted from the run folder ``folder`` (`imagenet_t2i.train.graft`)."""
+    fresh = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    network, ema = graft(arch, load_file(str(folder / NETWORK_FILE)), load_file(str(folder / RUN_WEIGHTS_NAME)), fresh)
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in network.items()}, {k: v.to(device) for k, v in ema.items()}
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -135,6 +135,23 @@ def lr_at(step: int, total: int, lr_max: float, warmup: int, cosine_fraction: fl
     return 0.5 * lr_max * (1 + math.cos(cosine_fraction * math.pi * min(frac, 1.0)))
 
 
+def sqrt_lr_at(step: int, total: int, lr_max: float, warmup: int, decay: int) -> float:
+    """The official ``WarmupSqrtDecayLR`` (CAD's 512 recipe) at ``step`` optimiser steps done: lr_max step / warmup
+    during warm-up, then lr_max, then lr_max (1 - sqrt((step - total + decay) / decay)) over the last ``decay`` steps."""
+    if step < warmup:
+        return lr_max * min(step / max(warmup, 1), 1.0)
+    if step > total - decay:
+        return lr_max * (1 - min(math.sqrt((step - total + decay) / max(decay, 1)), 1.0))
+    return lr_max
+
+
+def scheduled_lr(step: int, total: int, cfg: dict) -> float:
+    """The learning rate of ``step`` under an optimiser config's ``schedule`` (cosine | sqrt)."""
+    if cfg.get("schedule", "cosine") == "sqrt":
+        return sqrt_lr_at(step, total, cfg["lr"], cfg["warmup"], cfg["decay_steps"])
+    return lr_at(step, total, cfg["lr"], cfg["warmup"], cfg["cosine_fraction"])
+
+
 class Ema:
     """ema <- decay ema + (1 - decay) param, on a copy of the model's parameters and buffers."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from imagenet_t2i.io import staged_folder, write_json, write_jsonl
+from imagenet_t2i.io import read_json, read_jsonl, staged_folder, write_json, write_jsonl
 from imagenet_t2i.world.folder import save_image
 from imagenet_t2i.world.palette import BACKGROUNDS, COLORS, check_names
 from imagenet_t2i.world.render import render_scene, sample_scene
@@ -53,3 +53,29 @@ def build_split(
     write_json(out_dir / "classes.json", {c: c for c in classes})
     write_jsonl(out_dir / "index.jsonl", index)  # last: its presence marks a complete split
     return scenes
+
+
+def rescale_split(base_dir: str | Path, out_dir: str | Path, size: int, progress: bool = True,
+                  antialias: bool = True) -> list[dict]:
+    """The scenes of a rendered split (``base_dir``), drawn again at side ``size``: every box scaled by
+    size / base side, the same keys, classes, colours and backgrounds (the resolution stage's images: T-RES).
+
+    Writes the layout of `build_split`; returns the scaled scene records.
+    """
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    index, scenes = read_jsonl(base_dir / "index.jsonl"), read_jsonl(base_dir / "scenes.jsonl")
+    if not scenes:
+        raise ValueError(f"{base_dir / 'scenes.jsonl'}: no scene records to draw again")
+    factor = size / scenes[0]["size"]
+    out = []
+    with staged_folder(out_dir / "images") as tmp:
+        for row, scene in tqdm(list(zip(index, scenes)), desc=f"render {base_dir.name} at {size} px",
+                               disable=not progress):
+            objects = [{**o, "box": [round(v * factor, 2) for v in o["box"]]} for o in scene["objects"]]
+            scaled = {**scene, "size": size, "objects": objects}
+            save_image(render_scene(scaled, antialias=antialias), tmp / Path(row["path"]).relative_to("images"))
+            out.append(scaled)
+    write_jsonl(out_dir / "scenes.jsonl", out)
+    write_json(out_dir / "classes.json", read_json(base_dir / "classes.json"))
+    write_jsonl(out_dir / "index.jsonl", index)  # last: its presence marks a complete split
+    return out
