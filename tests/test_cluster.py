@@ -82,7 +82,15 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
         assert jobs[rule] and all("gpu=1" in r and "runtime=720" in r and "mem_mb=64000" in r for _, r in jobs[rule]), rule
     assert sorted(w["weights"] for w, _ in jobs["weights"]) == sorted(paper["weights"])  # downloads, planned
     runs = paper["runs"]
-    assert "train" in jobs and len(jobs["train"]) == len(runs)
+    staged = sorted(r for r, spec in runs.items() if spec.get("init_from"))  # T-RES: the 512 stage
+    assert staged == ["cad_i_ta_cutmix_512", "dit_i_ta_cutmix_512"]
+    assert len(jobs["train"]) == len(runs) - 2 and sorted(w["run"] for w, _ in jobs["train_grafted"]) == staged
+    for set_ in ("train_512px_ta", "cutmix_all_512px_ta"):  # re-encoded at 512 with the 256 sets' captions
+        assert len([r for w, r in jobs["shards_chunk"] if f"{w.get('set')}_{w.get('kind')}" == set_]) == 64, set_
+    assert len([r for w, r in jobs["augment_chunk"] if w.get("aug") == "cutmix_all_512px"]) == 64
+    assert not [w for w, _ in jobs["captions_ta_chunk"] if "512px" in w.get("set", "")]
+    assert "--resolution 512 --out results/paper/shards/parts/train_512px_ta/" in out
+    assert "--set cutmix_all_512px --source results/paper/data/train --base results/paper/augment/cutmix_all " in out
     # evaluation of every run and of the released CAD-I (evaluate_released): benchmark sampling on GPUs, the official
     # perception, scoring, FID and friends
     evaluated = sorted([*runs, "released_cad_i"])
@@ -92,11 +100,11 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
                  "released_model")
     for rule in gpu_rules:
         assert all("gpu=1" in r for _, r in jobs[rule]), rule
-    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(evaluated)
+    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(evaluated) - set(staged)  # no FD at 512
     # FID-50k sampled by 10 jobs of 5,000 each (a preemption loses one chunk), merged by a CPU job
     assert len(jobs["fd_sample"]) == paper["eval"]["fid"]["chunks"] * len(jobs["fd"]) == 10 * len(jobs["fd"])
     assert not any("gpu=" in r for _, r in jobs["fd"])
-    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 6
+    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 7
     assert len(jobs["released_model"]) == 1 and len(jobs["evaluate_released"]) == 1
     assert out.count("geneval/official.py --images") == len(evaluated)  # the official scripts, in their conda envs
     assert out.count("dpg/official.py --grids") == len(evaluated)

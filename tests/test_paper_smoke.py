@@ -61,7 +61,12 @@ def test_smoke_config_tracks_the_paper_config():
         assert {k: v for k, v in _values(smoke, name).items() if len(k) > 1 and k[0] not in ("cluster", "runs")} \
             == expect, name
     # The ablation grid itself; the paper's T-CM runs only add CutMix sets of other patterns (the same stages).
-    assert {name: spec for name, spec in paper["runs"].items() if "_cm_" not in name} == smoke["runs"]
+    # The resolution stage's runs at twice the smoke world's side and fewer steps; otherwise as the paper's.
+    staged = {name: spec for name, spec in smoke["runs"].items() if "resolution" in spec}
+    assert staged and all(spec["resolution"] == 2 * smoke["source"]["resolution"] for spec in staged.values())
+    as_paper = {name: {**spec, **{k: paper["runs"][name][k] for k in ("resolution", "steps") if name in staged}}
+                for name, spec in smoke["runs"].items()}
+    assert {name: spec for name, spec in paper["runs"].items() if "_cm_" not in name} == as_paper
     assert set(smoke["models"]) == set(paper["models"])
     named = {v for k, v in _values(smoke, "weights").items() if len(k) > 1}
     named |= {smoke["eval"]["geneval"][k] for k in ("detector", "clip")}

@@ -93,6 +93,8 @@ def expand_replicates(config: dict) -> None:
         for panel in config.get("figures", {}).get(fid, {}).get("panels", []):
             for line in panel.get("lines", []):
                 line["runs"] = widen(line["runs"])
+    for entry in config.get("figures", {}).get("F-BUBBLE", {}).get("runs", []):
+        entry["runs"] = widen(entry["runs"])
 
 
 IMAGENET = {"train": 1_281_167, "val": 50_000}  # ILSVRC-2012 images per split
@@ -166,6 +168,10 @@ def _check_references(config: dict) -> None:
                                       "eval.released (weights, guidance, clamp, steps) to evaluate it")
                 if r not in evaluated_runs(config):
                     raise ConfigError(f"config key 'tables.{tid}.rows.{i}.runs': unknown run '{r}'")
+    for i, entry in enumerate(config.get("figures", {}).get("F-BUBBLE", {}).get("runs", [])):
+        for r in entry["runs"]:
+            if r not in runs:
+                raise ConfigError(f"config key 'figures.F-BUBBLE.runs.{i}': unknown run '{r}'")
     qual = config.get("figures", {}).get("F-QUAL")
     if qual:
         for r in qual["runs"]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagenet_t2i.config import RELEASED_RUN, evaluated_runs, resolve_run, run_shard_sets, set_images
+from imagenet_t2i.config import (RELEASED_RUN, evaluated_runs, resolve_run, run_resolution, run_shard_sets, set_images,
+                                 split_resolution)
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,17 @@ BYTES = {  # per sample, on disk
 TEXT_TOKENS = {"ta": 200, "aio": 8}  # assumption: a 200-token VLM caption, "An image of a <class>"
 
 
-def _gpu_hours(images: float, rate: str) -> float:
-    return images / RATES[rate].images_per_gpu_s / 3600
+SIDE_SCALING = ("assumption: at another side than source.resolution (runs.<run>.resolution) training, encoding and "
+                "sampling cost per image in proportion to the pixels (tokens), a lower bound: attention grows faster")
+
+
+def _gpu_hours(images: float, rate: str, area: float = 1.0) -> float:
+    """GPU-hours of ``images`` at ``rate``; ``area``: pixels per image relative to source.resolution (SIDE_SCALING)."""
+    return images * area / RATES[rate].images_per_gpu_s / 3600
+
+
+def _area(config: dict, side: int) -> float:
+    return (side / config["source"]["resolution"]) ** 2
 
 
 def _shard_sets(config: dict) -> set[tuple[str, str]]:
@@ -86,29 +96,36 @@ def cost(config: dict) -> dict:
     latent_elems = 3 * res * res if pixel else 4 * (res // 8) ** 2
     text_dim = {"minilm": 384, "t5": 2048}[config["encode"]["text"]["backend"]]
     shard_sets = _shard_sets(config)
-    caption_sets = shard_sets | {("val", kind) for _, kind in shard_sets}
+    side = {s: split_resolution(s)[1] or res for s, _ in shard_sets}
+    caption_sets = {(split_resolution(s)[0], kind) for s, kind in shard_sets}  # a set at another side: the same captions
+    caption_sets |= {("val", kind) for _, kind in caption_sets}
     backend = config["captions"]["backend"]
     ta_images = sum(set_images(config, s) for s, kind in caption_sets if kind == "ta")
     vlm_images = _vlm_images(config, backend, caption_sets)
-    augmented = {s for s, _ in shard_sets if s not in ("train", "val")}
+    augmented = {s for s, _ in shard_sets if split_resolution(s)[0] not in ("train", "val")}
     image_gb = BYTES["image"] * res * res / 1e9
     encoded = sum(set_images(config, s) for s, _ in shard_sets)
     stages = {
         "augment": {"images": sum(set_images(config, s) for s in augmented), "gpu_hours": 0.0,
-                    "disk_gb": sum(set_images(config, s) for s in augmented) * image_gb},
+                    "disk_gb": sum(set_images(config, s) * image_gb * _area(config, side[s]) for s in augmented)},
         "captions": {"images": ta_images, "gpu_hours": _gpu_hours(vlm_images, "captions"),
                      "disk_gb": 0.001 * ta_images / 1e3},  # about 1 kB of text per caption
-        "encode": {"images": encoded, "gpu_hours": 0.0 if pixel else _gpu_hours(encoded, "encode"),
-                   "disk_gb": sum(set_images(config, s) * (res * res * BYTES["image"] + latent_elems * BYTES["latent"]
+        "encode": {"images": encoded,
+                   "gpu_hours": 0.0 if pixel else sum(_gpu_hours(set_images(config, s), "encode", _area(config, side[s]))
+                                                      for s, _ in shard_sets),
+                   "disk_gb": sum(set_images(config, s) * (_area(config, side[s]) * (res * res * BYTES["image"]
+                                                                                     + latent_elems * BYTES["latent"])
                                                            + TEXT_TOKENS[kind] * text_dim * BYTES["text"])
                                   for s, kind in shard_sets) / 1e9},
     }
     runs = {}
     for name in config["runs"]:
-        train = resolve_run(config, name)["train"]
+        run_cfg = resolve_run(config, name)
+        train = run_cfg["train"]
         images = train["steps"] * train["batch_size"]
         runs[name] = {"steps": train["steps"], "global_batch": train["batch_size"], "images": images,
-                      "gpu_hours": _gpu_hours(images, "train")}
+                      "resolution": run_cfg["resolution"],
+                      "gpu_hours": _gpu_hours(images, "train", _area(config, run_cfg["resolution"]))}
     stages["train"] = {"images": sum(r["images"] for r in runs.values()),
                        "gpu_hours": sum(r["gpu_hours"] for r in runs.values()), "disk_gb": 0.0}
     geneval, dpg = _prompts(config)
@@ -121,12 +138,18 @@ def cost(config: dict) -> dict:
         released = run == RELEASED_RUN
         steps = config["eval"]["released"]["steps"] if released else config["eval"]["steps"]
         n = geneval * config["eval"]["geneval"]["samples_per_prompt"] + 4 * dpg
-        sampled, image_steps = sampled + n, image_steps + n * steps
+        area = _area(config, run_resolution(config, run))
+        sampled, image_steps = sampled + n, image_steps + n * steps * area
+        if run_resolution(config, run) != res:
+            continue  # no FD at another side than the reference's (config: FD_METRICS)
         n = fid["num_samples"] * (1 + (checkpoints if run in overfit else 0))  # FID's own sampler (eval.fid.sampling)
         steps = steps if released else fid.get("sampling", {}).get("steps", steps)
         fid_images, fid_steps = fid_images + n, fid_steps + n * steps
-    grid = len(config["sample"]["grid_prompts"]) * config["sample"]["samples_per_prompt"] * len(config["runs"])
-    sampled, image_steps = sampled + grid, image_steps + grid * config["sample"]["steps"]
+    per_run = len(config["sample"]["grid_prompts"]) * config["sample"]["samples_per_prompt"]
+    grid = per_run * len(config["runs"])
+    sampled += grid
+    image_steps += per_run * config["sample"]["steps"] * sum(_area(config, run_resolution(config, r))
+                                                             for r in config["runs"])
     stages["sample"] = {"images": sampled, "gpu_hours": _gpu_hours(image_steps, "sample"),
                         "disk_gb": sampled * image_gb}
     stages["fid_sample"] = {"images": fid_images, "gpu_hours": _gpu_hours(fid_steps, "sample"),
@@ -137,6 +160,7 @@ def cost(config: dict) -> dict:
         run["gpu_hours"] = round(run["gpu_hours"], 1)
     return {"runs": runs, "stages": stages, "rates": {k: {"per_gpu_s": round(v.images_per_gpu_s, 1),
                                                           "source": v.source} for k, v in RATES.items()},
+            "side_scaling": SIDE_SCALING,
             "assumed_bytes": {**BYTES, "text_tokens": TEXT_TOKENS},
             "total": {"gpu_hours": round(sum(s["gpu_hours"] for s in stages.values()), 1),
                       "disk_gb": round(sum(s["disk_gb"] for s in stages.values()), 1)}}
@@ -153,6 +177,7 @@ def format_cost(report: dict) -> str:
               for name, r in report["runs"].items()]
     lines += ["", "rates (per GPU; none measured on a GPU by this project yet):"]
     lines += [f"  {name}: {r['per_gpu_s']:,} /s: {r['source']}" for name, r in report["rates"].items()]
+    lines += [f"  {report['side_scaling']}"]
     lines += ["disk: PNG images at about 2 bytes per pixel, fp16 latents and unpadded fp16 text embeddings of "
               "200 (TA) or 8 (AIO) tokens (assumptions); perception and FID feature extraction are not counted"]
     return "\n".join(lines)

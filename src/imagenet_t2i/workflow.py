@@ -489,6 +489,15 @@ def denoise_inputs(config: dict) -> list[str]:
                   for run in _panel_runs(config, "F-DENOISE"))
 
 
+def bubble_inputs(config: dict) -> list[str]:
+    """The GenEval and DPG scores and the training records of F-BUBBLE's runs."""
+    spec = config.get("figures", {}).get("F-BUBBLE")
+    runs = sorted({r for entry in spec["runs"] for r in entry["runs"]}) if spec else []
+    root = results_dir(config)
+    return [f"{root}/{f}" for run in runs for f in (f"eval/{run}/geneval/summary.json", f"eval/{run}/dpg/scores.json",
+                                                      f"runs/{run}/provenance.json")]
+
+
 def qual_inputs(config: dict) -> list[str]:
     spec = config.get("figures", {}).get("F-QUAL")
     return [f"{results_dir(config)}/samples/{run}/grid.png" for run in spec["runs"]] if spec else []

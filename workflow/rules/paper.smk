@@ -3,6 +3,7 @@ localrules:
     figure_overfit,
     figure_qual,
     figure_denoise,
+    figure_bubble,
 
 
 rule table:
@@ -72,3 +73,21 @@ rule figure_denoise:
         f"{R}/logs/figure_F-DENOISE.log",
     shell:
         "imagenet-t2i figure --config {CFG} --figure F-DENOISE --out {output.png} > {log} 2>&1"
+
+
+rule figure_bubble:
+    """F-BUBBLE: GenEval and DPG overall vs parameters, ours beside the published models."""
+    input:
+        wf.bubble_inputs(config),
+        reference=f"{workflow.basedir}/config/reference_values.yaml",
+    output:
+        png=report(f"{R}/figures/F-BUBBLE.png", caption="../report/figure.rst", category="Figures"),
+        pdf=f"{R}/figures/F-BUBBLE.pdf",
+        prov=report(f"{R}/figures/F-BUBBLE.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        code=wf.code(config, "figure"),
+        spec=wf.output_settings(config.get("figures", {}).get("F-BUBBLE")),
+    log:
+        f"{R}/logs/figure_F-BUBBLE.log",
+    shell:
+        "imagenet-t2i figure --config {CFG} --figure F-BUBBLE --out {output.png} > {log} 2>&1"

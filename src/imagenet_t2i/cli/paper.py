@@ -19,7 +19,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    from imagenet_t2i.paper.figures import figure_denoise, figure_overfit, figure_qual
+    from imagenet_t2i.paper.figures import figure_bubble, figure_denoise, figure_overfit, figure_qual
 
     config = config_of(args.config)
     root = Path(args.out).parents[1]
@@ -31,6 +31,10 @@ def cmd_figure(args: argparse.Namespace) -> None:
         return
     if args.figure == "F-DENOISE":
         figure_denoise(args.figure, spec, root, args.out)
+        return
+    if args.figure == "F-BUBBLE":
+        result = figure_bubble(args.figure, spec, root, args.out)
+        print(f"{args.out}: left out {result['left_out'] or 'nothing'}")
         return
     prompts = config["sample"]["grid_prompts"]
     images = {(run, prompts[i]): root / "samples" / run / "images" / f"{i:03d}_00.png"  # first sample of prompt i

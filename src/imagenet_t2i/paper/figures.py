@@ -1,5 +1,5 @@
-"""Paper figures (PNG + PDF, matplotlib Agg, no pyplot state): F-OVERFIT (FD vs training step) and F-QUAL
-(sample grids), and the F-DENOISE diagnostic (x0-prediction MSE vs noise level, never a paper figure). Each figure
+"""Paper figures (PNG + PDF, matplotlib Agg, no pyplot state): F-OVERFIT (FD vs training step), F-QUAL
+(sample grids) and F-BUBBLE (GenEval and DPG vs parameters), and the F-DENOISE diagnostic (x0-prediction MSE vs noise level, never a paper figure). Each figure
 gets a provenance record on its PNG naming every file it was drawn from."""
 from __future__ import annotations
 
@@ -235,3 +235,78 @@ def figure_denoise(figure_id: str, spec: Mapping, results_root: str | os.PathLik
     write_record(png, make_record("paper", {"figure": figure_id, "spec": dict(spec)}, inputs, [png, pdf],
                                   time.time() - t0, {"figure_id": figure_id, "series": series}))
     return {"png": png, "pdf": pdf, "series": series}
+
+
+BUBBLE_METRICS = (("geneval_overall", "T-GENEVAL", "GenEval overall"), ("dpg_overall", "T-DPG", "DPG-Bench overall"))
+
+
+def _run_parameters(results_root: Path, run: str) -> tuple[int, Path]:
+    """Trainable parameters of a run's model, from ``runs/<run>/provenance.json`` (``summary.parameters``)."""
+    record = results_root / "runs" / run / "provenance.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"run {run!r}: {record} is missing; build it with: snakemake --cores all {record}")
+    count = (read_json(record).get("summary") or {}).get("parameters")
+    if not isinstance(count, int):
+        raise ValueError(f"{record}: no summary.parameters (the run did not finish)")
+    return count, record
+
+
+def figure_bubble(figure_id: str, spec: Mapping, results_root: str | os.PathLike, out: str | os.PathLike,
+                  reference: ReferenceValues | None = None) -> dict:
+    """F-BUBBLE as the paper draws it: GenEval overall (left) and DPG-Bench overall (right) against parameters,
+    bubble area in proportion to the parameters, our runs (mean over each entry's runs) beside the reference models
+    (``references``: rows of the reference file with a parameter count in ``values.F-BUBBLE`` and the score in
+    T-GENEVAL / T-DPG; a model without one is left out and named in the record).
+
+    spec: {title?, runs: [{label, runs}], references: [model], note?}. Returns {png, pdf, points, left_out}."""
+    from imagenet_t2i.paper.tables import metric_value, score_file
+
+    t0 = time.time()
+    root, ref = Path(results_root), reference or load_reference()
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2)
+    inputs: dict[str, Path] = {}
+    points: dict[str, list[dict]] = {}
+    left_out: list[str] = []
+    for ax, (metric, table_id, name) in zip(axes, BUBBLE_METRICS):
+        rows = []
+        for entry in spec["runs"]:
+            values, counts = [], []
+            for run in entry["runs"]:
+                path = root / "eval" / run / score_file(metric)
+                if not path.is_file():
+                    raise FileNotFoundError(f"{figure_id}: run {run!r}: {path} is missing; build it with: "
+                                            f"snakemake --cores all {path}")
+                values.append(metric_value(metric, read_json(path), path))
+                count, record = _run_parameters(root, run)
+                counts.append(count)
+                inputs[str(path)], inputs[str(record)] = path, record
+            rows.append({"label": entry["label"], "ours": True, "parameters": float(np.mean(counts)),
+                         "value": float(np.mean(values)), "n": len(values)})
+        for model in spec.get("references", []):
+            params, value = ref.reported(figure_id, model, "parameters"), ref.reported(table_id, model, metric)
+            if params is None or value is None:
+                left_out.append(f"{model} ({name}: {'no parameter count' if params is None else 'no score'})")
+                continue
+            rows.append({"label": model, "ours": False, "parameters": params.value, "value": value.value,
+                         "source": f"{params.source}; {value.source}"})
+        biggest = max(r["parameters"] for r in rows)
+        for r in rows:
+            ax.scatter(r["parameters"] / 1e6, r["value"], s=2000 * r["parameters"] / biggest, alpha=0.5,
+                       color="tab:red" if r["ours"] else "tab:blue", edgecolors="k")
+            ax.annotate(r["label"], (r["parameters"] / 1e6, r["value"]), fontsize=7, ha="center", va="bottom",
+                        xytext=(0, 6), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (M), bubble area in proportion")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        points[metric] = rows
+    fig.suptitle(str(spec.get("title", figure_id)))
+    note = spec.get("note") or ("ours in red, published models in blue (their parameter counts and scores: "
+                                "config/reference_values.yaml, with sources)")
+    fig.text(0.5, -0.02, textwrap.fill(note, 140), ha="center", va="top", fontsize=8, style="italic")
+    png, pdf = _save(fig, out)
+    write_record(png, make_record("paper", {"figure": figure_id, "spec": dict(spec)}, inputs, [png, pdf],
+                                  time.time() - t0, {"figure_id": figure_id, "points": points,
+                                                     "left_out": left_out}))
+    return {"png": png, "pdf": pdf, "points": points, "left_out": left_out}
