@@ -1,5 +1,6 @@
 """End to end: the real Snakefile on a smoke config in a temporary folder (every stage, real tools)."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from imagenet_t2i.config import deep_merge
 from imagenet_t2i.io import read_json
@@ -47,11 +49,12 @@ def smoke(tmp_path_factory):
 def test_reproduce_all_builds_every_run_and_grid(smoke):
     workdir, _, config = smoke
     results = workdir / "results" / "smoke"
-    for run in config["runs"]:
+    for run, spec in config["runs"].items():
         rows = list(csv.DictReader(open(results / "runs" / run / "train.csv")))
-        assert [int(r["step"]) for r in rows] == list(range(1, config["train"]["steps"] + 1))
+        assert [int(r["step"]) for r in rows] == list(range(1, spec.get("steps", config["train"]["steps"]) + 1))
         assert (results / "runs" / run / "final" / "model.safetensors").exists()
-        assert (results / "runs" / run / "checkpoints" / "step-0000003" / "model.safetensors").exists()
+        grafted = bool(spec.get("init_from"))  # the resolution stage keeps no intermediate checkpoints
+        assert (results / "runs" / run / "checkpoints" / "step-0000003" / "model.safetensors").exists() != grafted
         prov = read_json(results / "runs" / run / "provenance.json")
         assert prov["stage"] == "train" and prov["job"]["cluster"] == "local"
         grid = results / "samples" / run / "grid.png"
@@ -85,6 +88,36 @@ def test_reproduce_all_builds_every_run_and_grid(smoke):
     manifest = read_json(results / "shards" / "train_ta" / "manifest.json")
     assert manifest["num_samples"] == config["source"]["num_train"] and manifest["skipped"] == []
     assert (results / "shards" / "crop_ta" / "manifest.json").exists()
+
+
+def test_the_resolution_stage_trains_on_the_same_images_at_64_px_from_the_graft(smoke):
+    """T-RES in the smoke world: dit_i_ta_64 starts from dit_i_ta's final weights, on the world drawn again at 64 px
+    with dit_i_ta's captions; its table and F-BUBBLE are built."""
+    workdir, _, config = smoke
+    results = workdir / "results" / "smoke"
+    base, big = (read_json(results / "shards" / name / "manifest.json") for name in ("train_ta", "train_64px_ta"))
+    assert (base["resolution"], big["resolution"], big["num_samples"]) == (32, 64, base["num_samples"])
+    assert big["latent_shape"] == [3, 64, 64]
+    scenes = {s["key"]: s for s in (json.loads(line) for line in open(results / "data" / "train" / "scenes.jsonl"))}
+    for line in open(results / "data" / "train_64px" / "scenes.jsonl"):
+        s = json.loads(line)  # the same scene, every box twice as large
+        assert s["size"] == 64 and s["objects"][0]["class"] == scenes[s["key"]]["objects"][0]["class"]
+        assert s["objects"][0]["box"] == pytest.approx([2 * v for v in scenes[s["key"]]["objects"][0]["box"]], abs=0.011)
+    assert not (results / "captions" / "train_64px_ta.jsonl").exists()  # dit_i_ta's captions, not new ones
+    prov = read_json(results / "runs" / "dit_i_ta_64" / "provenance.json")
+    assert prov["config"]["init_from"] == "dit_i_ta" and prov["config"]["resolution"] == 64
+    assert prov["inputs"]["init"]["path"].endswith("runs/dit_i_ta/final")
+    assert set(prov["inputs"]) == {"train_64px_ta", "init"}
+    weights = load_file(str(results / "runs" / "dit_i_ta_64" / "final" / "model.safetensors"))
+    assert weights["pos_embed"].shape[0] == (64 // config["models"]["dit_i"]["patch_size"]) ** 2
+    rows = {r["row"]: r for r in csv.DictReader(open(results / "tables" / "T-RES.csv"))}
+    assert set(rows) == {"DiT-I 32 px", "DiT-I 64 px"}
+    assert 0 <= float(rows["DiT-I 64 px"]["geneval_overall (ours)"]) <= 1
+    assert (results / "figures" / "F-BUBBLE.png").stat().st_size > 1000
+    points = {p["label"]: p for p in read_json(results / "figures" / "F-BUBBLE.png.prov.json")["points"]["dpg_overall"]}
+    assert points["DiT-I 64 px"]["parameters"] == prov["summary"]["parameters"]
+    assert points["DiT-I 64 px"]["value"] == pytest.approx(
+        read_json(results / "eval" / "dit_i_ta_64" / "dpg" / "scores.json")["overall"])
 
 
 def test_nothing_reruns_when_nothing_changed(smoke):

@@ -156,6 +156,8 @@ def launch(run_cfg: dict, cluster: dict, shard_root: str | Path, out_dir: str | 
         return {"finished": False, "step": summary["step"], "job_id": job.job_id}
     sidecar.unlink(missing_ok=True)
     inputs = {name: Path(shard_root) / name for name in run_shard_sets(run_cfg).values()}
+    if run_cfg.get("init_from"):  # the resolution stage: the parent's final weights (an audit walks back through them)
+        inputs["init"] = out_dir.parent / run_cfg["init_from"] / "final"
     record = make_record("train", run_cfg, inputs, [out_dir / "final", out_dir / "train.csv"], time.time() - t0,
                          {"job": {"id": job.job_id, "cluster": cluster["backend"], "state": _final_state(job),
                                   "attempts": _attempts(state_dir)}, "summary": summary,
