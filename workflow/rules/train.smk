@@ -13,7 +13,7 @@ rule train:
         final=directory(f"{R}/runs/{{run}}/final"),
         log_csv=f"{R}/runs/{{run}}/train.csv",
         checkpoints=[directory(f"{R}/runs/{{run}}/checkpoints/{c}") for c in wf.eval_checkpoint_names(config)],
-        provenance=f"{R}/runs/{{run}}/provenance.json",
+        provenance=report(f"{R}/runs/{{run}}/provenance.json", caption="../report/run.rst", category="Runs"),
     params:
         code=wf.code(config, "train", heavy=True),
         run=lambda w: wf.run_hash(config, w.run),
@@ -36,4 +36,4 @@ use rule train as train_grafted with:
     output:
         final=directory(f"{R}/runs/{{run}}/final"),
         log_csv=f"{R}/runs/{{run}}/train.csv",
-        provenance=f"{R}/runs/{{run}}/provenance.json",
+        provenance=report(f"{R}/runs/{{run}}/provenance.json", caption="../report/run.rst", category="Runs"),

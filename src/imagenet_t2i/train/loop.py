@@ -122,7 +122,7 @@ class Training:
                    for i, (role, name) in enumerate(sets.items())}
         uncond = load_uncond(self.shard_root / sets["train"])[0][0].to(acc.device)  # (L0, D)
         stop_request = StopRequest(world)
-        step, nonfinite, log, resumed_from = 0, 0, [], []
+        step, nonfinite, log, resumed_from, spent_s = 0, 0, [], [], 0.0
         inputs = {"model": cfg["model"], "seed": cfg["seed"],
                   "shards": {role: read_json(self.shard_root / name / "manifest.json")["fingerprint"]
                              for role, name in sets.items()}}
@@ -156,6 +156,7 @@ class Training:
             for role, s in streams.items():
                 s.load_state_dict(state["streams"][role])
             step, nonfinite, log = state["step"], state["nonfinite"], state["log"]
+            spent_s = state.get("spent_s", 0.0)
             resumed_from = state.get("resumed_from", []) + [step]
             if main:
                 print(f"[{cfg['name']}] resumed from step {step}", flush=True)
@@ -172,11 +173,17 @@ class Training:
                   f"({acc.distributed_type.value}{', ' + dist.get_backend() if dist.is_initialized() else ''}, "
                   f"{acc.mixed_precision}), data {sets}", flush=True)
 
+        def spent() -> float:
+            """Seconds of this run's loops so far, every attempt (a resumed one's earlier time from its state)."""
+            return spent_s + time.perf_counter() - wall0
+
         def summary(**extra: object) -> dict:
-            """What this rank did: the step, the batch layout and the part of every shard set it read."""
+            """What this rank did: the step, the batch layout, the part of every shard set it read, and the device-hours
+            the run's loops took over all attempts (ranks x seconds; GPU-hours on GPUs)."""
             data = {r: {"range": list(s.sample_range), "batches": s.state_dict()["batches"]} for r, s in streams.items()}
             return {"finished": step >= total, "step": step, "rank": rank, "data": data, "resumed_from": resumed_from,
-                    **layout, **extra}
+                    "loop_s": round(spent(), 1), "device": acc.device.type,
+                    "device_hours": round(world * spent() / 3600, 4), **layout, **extra}
 
         def save_state() -> None:
             """Every rank's RNG gathered; rank 0 writes the whole state atomically."""
@@ -186,7 +193,7 @@ class Training:
                          "ema": ema.state_dict(),
                          "generators": generators, "streams": {r: s.state_dict() for r, s in streams.items()},
                          "nonfinite": nonfinite, "log": log, "layout": layout, "resumed_from": resumed_from,
-                         "inputs": inputs}
+                         "inputs": inputs, "spent_s": spent()}
                 self.state_dir.mkdir(parents=True, exist_ok=True)
                 with atomic_write(self._state_path(), "wb") as f:
                     torch.save(state, f)
