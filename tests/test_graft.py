@@ -70,12 +70,15 @@ def test_cad_i_graft_to_the_512_layout_follows_the_official_script():
 
 
 def test_cad_i_graft_refuses_another_block_count_or_fewer_latents():
-    old = build_model("cad_i", input_size=16, num_latents=8, num_blocks=2, **CAD)
-    state = old.state_dict()
+    state = build_model("cad_i", input_size=16, num_latents=8, num_blocks=2, **CAD).state_dict()
+
+    def new(latents: int, blocks: int) -> dict:
+        return build_model("cad_i", input_size=32, num_latents=latents, num_blocks=blocks, **CAD).state_dict()
+
     with pytest.raises(ValueError, match="keeps their number or adds two"):
-        graft("cad_i", state, state, build_model("cad_i", input_size=32, num_latents=8, num_blocks=3, **CAD).state_dict())
+        graft("cad_i", state, state, new(8, 3))
     with pytest.raises(ValueError, match="fewer than the old 8"):
-        graft("cad_i", state, state, build_model("cad_i", input_size=32, num_latents=4, num_blocks=2, **CAD).state_dict())
+        graft("cad_i", state, state, new(4, 2))
 
 
 def test_dit_i_graft_keeps_every_weight_and_recomputes_the_positions():

@@ -102,7 +102,8 @@ def test_the_resolution_stage_trains_on_the_same_images_at_64_px_from_the_graft(
     for line in open(results / "data" / "train_64px" / "scenes.jsonl"):
         s = json.loads(line)  # the same scene, every box twice as large
         assert s["size"] == 64 and s["objects"][0]["class"] == scenes[s["key"]]["objects"][0]["class"]
-        assert s["objects"][0]["box"] == pytest.approx([2 * v for v in scenes[s["key"]]["objects"][0]["box"]], abs=0.011)
+        box = scenes[s["key"]]["objects"][0]["box"]
+        assert s["objects"][0]["box"] == pytest.approx([2 * v for v in box], abs=0.011)
     assert not (results / "captions" / "train_64px_ta.jsonl").exists()  # dit_i_ta's captions, not new ones
     prov = read_json(results / "runs" / "dit_i_ta_64" / "provenance.json")
     assert prov["config"]["init_from"] == "dit_i_ta" and prov["config"]["resolution"] == 64

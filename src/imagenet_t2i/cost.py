@@ -63,10 +63,9 @@ def _shard_sets(config: dict) -> set[tuple[str, str]]:
 
 def _prompts(config: dict) -> tuple[int, int]:
     """GenEval and DPG-Bench prompts of the config."""
-    from imagenet_t2i.evaluation.geneval.prompts import generate_prompts, read_class_names
-
     from imagenet_t2i.evaluation.dpg.paper_prompts import DPG_N_PROMPTS
     from imagenet_t2i.evaluation.geneval.paper_prompts import paper_geneval_prompts
+    from imagenet_t2i.evaluation.geneval.prompts import generate_prompts, read_class_names
 
     g, src = config["eval"]["geneval"], config["source"]
     if g["vocabulary"] == "coco":
@@ -97,7 +96,7 @@ def cost(config: dict) -> dict:
     text_dim = {"minilm": 384, "t5": 2048}[config["encode"]["text"]["backend"]]
     shard_sets = _shard_sets(config)
     side = {s: split_resolution(s)[1] or res for s, _ in shard_sets}
-    caption_sets = {(split_resolution(s)[0], kind) for s, kind in shard_sets}  # a set at another side: the same captions
+    caption_sets = {(split_resolution(s)[0], kind) for s, kind in shard_sets}  # another side: the same captions
     caption_sets |= {("val", kind) for _, kind in caption_sets}
     backend = config["captions"]["backend"]
     ta_images = sum(set_images(config, s) for s, kind in caption_sets if kind == "ta")
@@ -111,8 +110,8 @@ def cost(config: dict) -> dict:
         "captions": {"images": ta_images, "gpu_hours": _gpu_hours(vlm_images, "captions"),
                      "disk_gb": 0.001 * ta_images / 1e3},  # about 1 kB of text per caption
         "encode": {"images": encoded,
-                   "gpu_hours": 0.0 if pixel else sum(_gpu_hours(set_images(config, s), "encode", _area(config, side[s]))
-                                                      for s, _ in shard_sets),
+                   "gpu_hours": 0.0 if pixel else sum(_gpu_hours(set_images(config, s), "encode",
+                                                                 _area(config, side[s])) for s, _ in shard_sets),
                    "disk_gb": sum(set_images(config, s) * (_area(config, side[s]) * (res * res * BYTES["image"]
                                                                                      + latent_elems * BYTES["latent"])
                                                            + TEXT_TOKENS[kind] * text_dim * BYTES["text"])

@@ -308,7 +308,8 @@ def set_source(config: dict, set_name: str) -> str:
     base, res = split_resolution(set_name)
     if base not in ("train", "val"):
         return f"{root}/augment/{set_name}"
-    return f"{root}/data/{base}" if res is None or config["source"]["backend"] != "synthetic" else f"{root}/data/{set_name}"
+    redrawn = res is not None and config["source"]["backend"] == "synthetic"  # ImageNet: the same index at any side
+    return f"{root}/data/{set_name}" if redrawn else f"{root}/data/{base}"
 
 
 def base_set_dir(config: dict, set_name: str) -> list[str]:

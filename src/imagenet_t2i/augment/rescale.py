@@ -19,6 +19,7 @@ from imagenet_t2i.augment.geometry import CutMixGeometry
 from imagenet_t2i.augment.source import SourceSplit
 from imagenet_t2i.io import read_jsonl
 
+
 def base_records(base_dir: str | Path) -> tuple[str, int, dict[str, dict]]:
     """(set kind, base side, source key -> composite record) of a complete augmented set."""
     path = Path(base_dir) / "scenes.jsonl"

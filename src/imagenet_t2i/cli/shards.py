@@ -18,13 +18,14 @@ def cmd_shards(args: argparse.Namespace) -> None:
     config = config_of(args.config, gpu=True)
     enc = config["encode"]
     t0 = time.time()
+    side = args.resolution or config["source"]["resolution"]
     manifest = write_shards(args.images, args.captions, args.out, make_autoencoder(resolved(config, "autoencoder")),
-                            make_text_encoder(resolved(config, "text")), args.resolution or config["source"]["resolution"],
+                            make_text_encoder(resolved(config, "text")), side,
                             shard_size=enc["shard_size"], batch_size=enc["batch_size"], chunk=parse_chunk(args.chunk),
                             resize=config["source"].get("resize", "bicubic"))
     print(f"{args.out}: chunk {args.chunk}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards, "
           f"{len(manifest['skipped'])} skipped")
-    provenance("shards", {**enc, "resolution": manifest["resolution"]}, {"images": args.images, "captions": args.captions}, args.out, t0)
+    provenance("shards", {**enc, "resolution": side}, {"images": args.images, "captions": args.captions}, args.out, t0)
 
 
 def cmd_shards_merge(args: argparse.Namespace) -> None:

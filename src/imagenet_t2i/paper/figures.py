@@ -1,6 +1,7 @@
 """Paper figures (PNG + PDF, matplotlib Agg, no pyplot state): F-OVERFIT (FD vs training step), F-QUAL
-(sample grids) and F-BUBBLE (GenEval and DPG vs parameters), and the F-DENOISE diagnostic (x0-prediction MSE vs noise level, never a paper figure). Each figure
-gets a provenance record on its PNG naming every file it was drawn from."""
+(sample grids) and F-BUBBLE (GenEval and DPG vs parameters), and the F-DENOISE diagnostic (x0-prediction MSE vs
+noise level, never a paper figure). Each figure gets a provenance record on its PNG naming every file it was drawn
+from."""
 from __future__ import annotations
 
 import csv
@@ -15,9 +16,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from imagenet_t2i.config import FD_METRICS
 from imagenet_t2i.io import atomic_write, read_json
 from imagenet_t2i.paper.reference import ReferenceValues, load_reference
-from imagenet_t2i.config import FD_METRICS
 from imagenet_t2i.provenance import make_record, write_record
 
 STEP_FILE = re.compile(r"^step-(\d+)\.json$")

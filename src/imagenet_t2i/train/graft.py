@@ -71,7 +71,8 @@ def graft_cad_i(network: State, ema: State, fresh: State) -> tuple[State, State]
     latents[:m_old] = ema["latents"]  # both: the official script's two views of one tensor (module docstring)
     out = []
     for state in (network, ema):
-        state = {**state, "latents": latents.clone(), "data_pos_embedding": upsample_positions(state["data_pos_embedding"])}
+        positions = upsample_positions(state["data_pos_embedding"])
+        state = {**state, "latents": latents.clone(), "data_pos_embedding": positions}
         out.append(_onto(fresh, state))
     return out[0], out[1]
 

@@ -137,7 +137,8 @@ def lr_at(step: int, total: int, lr_max: float, warmup: int, cosine_fraction: fl
 
 def sqrt_lr_at(step: int, total: int, lr_max: float, warmup: int, decay: int) -> float:
     """The official ``WarmupSqrtDecayLR`` (CAD's 512 recipe) at ``step`` optimiser steps done: lr_max step / warmup
-    during warm-up, then lr_max, then lr_max (1 - sqrt((step - total + decay) / decay)) over the last ``decay`` steps."""
+    during warm-up, then lr_max, then lr_max (1 - sqrt((step - total + decay) / decay)) over the last ``decay``
+    steps."""
     if step < warmup:
         return lr_max * min(step / max(warmup, 1), 1.0)
     if step > total - decay:
