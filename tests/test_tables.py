@@ -51,6 +51,7 @@ def world(tmp_path):
         "values": {"T-X": {"b": {"source": "test paper, Table 9", "values": {"fd": 1.5}},
                            "SD-XL": {"source": "baseline source", "values": {"geneval_overall": 0.55}}}},
         "claims": {"T-X": [{"text": "reported: b beats a", "source": "test paper, Sec. 4"}]},
+        "unreported": {"T-X": "not known to us: the test paper's Table 9 has no other values"},
     }))
     spec = {"title": "test table", "metrics": ["fd", "geneval_overall", "geneval_two_object", "dpg_overall",
                                                "dpg_relation"],
@@ -82,6 +83,9 @@ def test_table_means_spread_and_reference_columns(world):
     assert parsed["A"]["n"] == "3" and parsed["A"]["runs"] == "a_s0 a_s1 a_s2"
     assert parsed["A"]["fd paper (reported)"] == NOT_REPORTED
     assert float(parsed["B"]["fd paper (reported)"]) == 1.5 and parsed["B"]["fd (ours std)"] == ""
+    b_fd = read_json(root / "eval" / "b" / "fd" / "final.json")["fd"]
+    assert float(parsed["B"]["fd ours - paper"]) == pytest.approx(b_fd - 1.5)  # only where both exist
+    assert parsed["A"]["fd ours - paper"] == parsed["SD-XL"]["geneval_overall ours - paper"] == ""
     assert parsed["SD-XL"]["fd (ours)"] == NOT_RUN and parsed["SD-XL"]["geneval_overall paper (reported)"] == "0.55"
 
     md = table.files[".md"].read_text()
@@ -91,6 +95,9 @@ def test_table_means_spread_and_reference_columns(world):
     assert "±" in a_line and NOT_REPORTED in a_line
     assert "reported: b beats a (test paper, Sec. 4)" in md and "test paper, Table 9: B / fd = 1.5" in md
     assert "tiny_feature_net" in md and "Notes:\n- how row B was sampled is unknown" in md
+    assert "fd ours - paper" in md and "geneval_overall ours - paper" not in md  # a column only where compared
+    assert f"{b_fd - 1.5:+.4g}" in next(line for line in md.splitlines() if line.startswith("| B |"))
+    assert f'Cells marked "{NOT_REPORTED}": not known to us: the test paper\'s Table 9 has no other values' in md
     tex = table.files[".tex"].read_text()
     assert r"\begin{tabular}" in tex and r"geneval\_overall (ours)" in tex and r"$\pm$" in tex
 

@@ -63,6 +63,7 @@ class ReferenceValues:
                         raise ValueError(f"{where}.values.{metric} = {text!r} is not a finite number")
                     self._values.setdefault(table_id, {}).setdefault(str(row), {})[metric] = Reported(
                         float(value), text, str(entry["source"]), str(entry.get("note", "")))
+        self._unreported = {str(k): str(v) for k, v in (data.get("unreported") or {}).items()}
         self._claims: dict[str, list[Claim]] = {}
         for target, claims in (data.get("claims") or {}).items():
             for n, claim in enumerate(claims or []):
@@ -85,6 +86,10 @@ class ReferenceValues:
 
     def claims(self, target_id: str) -> list[Claim]:
         return list(self._claims.get(target_id, []))
+
+    def unreported(self, target_id: str) -> str | None:
+        """The status of a table's cells that have no reported value: why, with its source (``unreported``)."""
+        return self._unreported.get(target_id)
 
 
 def load_reference(path: str | os.PathLike | None = None) -> ReferenceValues:

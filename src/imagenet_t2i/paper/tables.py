@@ -107,6 +107,11 @@ class Cell:
         """Sample standard deviation (ddof=1) over seeds; None for fewer than two runs."""
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else None
 
+    @property
+    def difference(self) -> float | None:
+        """Ours minus the paper's reported value; None unless both exist."""
+        return self.mean - self.reported.value if self.values and self.reported else None
+
 
 @dataclass
 class TableRow:
@@ -126,6 +131,7 @@ class Table:
     feature_nets: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    unreported: str | None = None  # why the cells without a reported value have none (the reference file's status)
 
 
 def _check_spec(table_id: str, spec: Mapping) -> None:
@@ -230,12 +236,12 @@ def collect(table_id: str, spec: Mapping, results_root: str | os.PathLike,
         if any(c.reported for c in cells.values()):
             rows.append(TableRow(key, [], cells, baseline=True))
     return Table(table_id, str(spec.get("title", table_id)), metrics, rows, reference.claims(table_id),
-                 list(feature_nets), notes=list(spec.get("notes", [])))
+                 list(feature_nets), notes=list(spec.get("notes", [])), unreported=reference.unreported(table_id))
 
 
 def _header(table: Table) -> list[str]:
     return (["row", "runs", "n"] + [f"{m} (ours)" for m in table.metrics] + [f"{m} (ours std)" for m in table.metrics]
-            + [f"{m} paper (reported)" for m in table.metrics])
+            + [f"{m} paper (reported)" for m in table.metrics] + [f"{m} ours - paper" for m in table.metrics])
 
 
 def to_csv(table: Table) -> str:
@@ -248,7 +254,8 @@ def to_csv(table: Table) -> str:
         ours = [NOT_RUN if row.baseline else repr(c.mean) for c in cells]
         std = ["" if c.std is None else repr(c.std) for c in cells]
         paper = [_reported_text(c) for c in cells]
-        writer.writerow([row.label, " ".join(row.runs), len(row.runs), *ours, *std, *paper])
+        diff = ["" if c.difference is None else repr(c.difference) for c in cells]
+        writer.writerow([row.label, " ".join(row.runs), len(row.runs), *ours, *std, *paper, *diff])
     return buf.getvalue()
 
 
@@ -264,8 +271,9 @@ def _sources(table: Table) -> list[str]:
 
 
 def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) -> str:
+    compared = [m for m in table.metrics if any(row.cells[m].difference is not None for row in table.rows)]
     cols = ["row", "runs", "n"] + [f"{m} (ours)" for m in table.metrics] + [
-        f"{m} paper (reported)" for m in table.metrics]
+        f"{m} paper (reported)" for m in table.metrics] + [f"{m} ours - paper" for m in compared]
     lines = [
         f"# {table.table_id}: {table.title}", "",
         world_note, "",
@@ -278,9 +286,11 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
     ]
     for row in table.rows:
         cells = [row.cells[m] for m in table.metrics]
+        diffs = [row.cells[m].difference for m in compared]
         lines.append("| " + " | ".join([row.label, ", ".join(row.runs) or "-", str(len(row.runs))]
                                        + [_ours_text(c, row.baseline) for c in cells]
-                                       + [_reported_text(c) for c in cells]) + " |")
+                                       + [_reported_text(c) for c in cells]
+                                       + ["" if d is None else f"{d:+.4g}" for d in diffs]) + " |")
     if COLOUR_PROBE in table.metrics:
         lines += ["", f"{COLOUR_PROBE}: a tiny-world diagnostic, not a GenEval score: the share of samples of "
                   "'a photo of a {colour} {class}' (every colour x class) whose dominant colour is the prompted "
@@ -299,6 +309,8 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
         lines += ["", "Reported claims (not cell values):"] + [f"- {c.text} ({c.source})" for c in table.claims]
     if sources := _sources(table):
         lines += ["", "Sources of the reported values:"] + [f"- {s}" for s in sources]
+    if table.unreported:
+        lines += ["", f"Cells marked \"{NOT_REPORTED}\": {table.unreported}"]
     return "\n".join(lines) + "\n"
 
 
