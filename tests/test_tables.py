@@ -10,7 +10,7 @@ from PIL import Image
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.evaluation.geneval.score import summarize
 from imagenet_t2i.io import read_json, sha256_file, write_json
-from imagenet_t2i.paper.figures import figure_overfit, figure_qual
+from imagenet_t2i.paper.figures import figure_bubble, figure_overfit, figure_qual
 from imagenet_t2i.paper.reference import NOT_REPORTED, load_reference
 from imagenet_t2i.paper.tables import NOT_RUN, build_table
 from imagenet_t2i.provenance import provenance_path
@@ -217,3 +217,32 @@ def test_colour_probe_diagnostic_is_a_table_metric(world):
     assert rows["B"].cells["colour_probe"].reported is None  # the paper has no such metric
     with pytest.raises(ValueError, match="colour_probe"):
         build_table("T-X", {**spec, "metrics": ["colour_prob"]}, root, reference=ref)
+
+
+def test_figure_bubble_puts_our_runs_beside_the_published_models(world, tmp_path):
+    """F-BUBBLE: our scores and parameter counts (from the run records), the reference models' from the reference
+    file; a reference model without a parameter count is left out and named."""
+    root, _, _ = world
+    for run, params in (("a_s0", 400_000_000), ("a_s1", 400_000_000), ("b", 330_000_000)):
+        write_json(root / "runs" / run / "provenance.json", {"summary": {"parameters": params}})
+    ref = tmp_path / "bubble_reference.yaml"
+    ref.write_text(yaml.safe_dump({"values": {
+        "F-BUBBLE": {"SD-XL": {"source": "sizes source", "values": {"parameters": 2.6e9}}},
+        "T-GENEVAL": {"SD-XL": {"source": "geneval source", "values": {"geneval_overall": 0.55}},
+                      "PixArt-alpha": {"source": "geneval source", "values": {"geneval_overall": 0.48}}},
+        "T-DPG": {"SD-XL": {"source": "dpg source", "values": {"dpg_overall": 74.65}}}}}))
+    spec = {"runs": [{"label": "A", "runs": ["a_s0", "a_s1"]}, {"label": "B", "runs": ["b"]}],
+            "references": ["SD-XL", "PixArt-alpha"]}
+    result = figure_bubble("F-BUBBLE", spec, root, tmp_path / "F-BUBBLE", reference=load_reference(ref))
+    geneval = {p["label"]: p for p in result["points"]["geneval_overall"]}
+    a = [read_json(root / "eval" / r / "geneval" / "summary.json")["overall"] for r in ("a_s0", "a_s1")]
+    assert geneval["A"]["value"] == pytest.approx(np.mean(a)) and geneval["A"]["n"] == 2
+    assert geneval["B"]["parameters"] == 330_000_000 and geneval["SD-XL"]["value"] == 0.55
+    assert "sizes source" in geneval["SD-XL"]["source"] and not geneval["SD-XL"]["ours"]
+    dpg = {p["label"]: p for p in result["points"]["dpg_overall"]}
+    assert dpg["B"]["value"] == read_json(root / "eval" / "b" / "dpg" / "scores.json")["overall"]
+    assert dpg["SD-XL"]["value"] == 74.65 and "PixArt-alpha" not in dpg
+    assert any(s.startswith("PixArt-alpha") and "no parameter count" in s for s in result["left_out"])
+    assert result["png"].stat().st_size > 1000 and result["pdf"].is_file()
+    record = read_json(provenance_path(result["png"]))
+    assert str(root / "runs" / "b" / "provenance.json") in record["inputs"]

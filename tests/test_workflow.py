@@ -202,3 +202,22 @@ def test_a_nested_setting_from_the_command_line_replans_the_runs_it_reaches(smok
     assert _planned(out, "train") == {f"{run}_s1" for run in config["runs"]}
     proc = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: often}}", check=False)
     assert proc.returncode != 0 and "On instance['train']['cutmix']['p']" in proc.stdout + proc.stderr  # the schema
+
+
+def test_the_report_shows_each_run_with_its_job_id_and_device_hours(smoke, tmp_path):
+    """`snakemake --report` bundles the tables, figures and each run's record: its job id and the device-hours of its
+    training loops (GPU-hours on GPUs)."""
+    import zipfile
+
+    workdir, path, _ = smoke
+    report = tmp_path / "report.zip"
+    _snakemake(workdir, path, "reproduce_all", "--report", str(report))
+    with zipfile.ZipFile(report) as z:
+        names = z.namelist()
+        record_name = next(n for n in names if n.endswith("runs/dit_i_ta_64/provenance.json"))
+        record = json.loads(z.read(record_name))
+    assert any(n.endswith("tables/T-RES.csv") for n in names) and any(n.endswith("figures/F-BUBBLE.png") for n in names)
+    assert record["job"]["id"] and record["job"]["cluster"] == "local"
+    summary = record["summary"]
+    assert summary["device"] == "cpu" and summary["loop_s"] > 0
+    assert summary["device_hours"] == pytest.approx(summary["world_size"] * summary["loop_s"] / 3600, abs=1e-4)

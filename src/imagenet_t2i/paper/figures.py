@@ -298,6 +298,7 @@ def figure_bubble(figure_id: str, spec: Mapping, results_root: str | os.PathLike
             ax.annotate(r["label"], (r["parameters"] / 1e6, r["value"]), fontsize=7, ha="center", va="bottom",
                         xytext=(0, 6), textcoords="offset points")
         ax.set_xscale("log")
+        ax.margins(0.3)  # room for the largest bubble
         ax.set_xlabel("parameters (M), bubble area in proportion")
         ax.set_ylabel(name)
         ax.set_title(name)
