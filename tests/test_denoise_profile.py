@@ -7,8 +7,8 @@ import torch
 
 from imagenet_t2i.cli import main
 from imagenet_t2i.diffusion.schedule import flow_gamma
-from imagenet_t2i.evaluation.diagnostics.denoise_profile import (denoise_profile, fixed_samples, metric_gamma,
-                                                                 profile_value)
+from imagenet_t2i.evaluation.diagnostics.denoise_metrics import metric_gamma, profile_value
+from imagenet_t2i.evaluation.diagnostics.denoise_profile import denoise_profile, fixed_samples
 from imagenet_t2i.io import read_json, write_json
 from imagenet_t2i.models import build_model, save_pretrained
 from imagenet_t2i.paper.figures import figure_denoise

@@ -34,13 +34,14 @@ def _tree(module: str) -> ast.Module:
     return ast.parse(package_modules()[module].read_text())
 
 
-def _type_checking_ids(tree: ast.AST) -> set[int]:
-    """ids of the nodes under ``if TYPE_CHECKING:`` (they never run)."""
+@functools.cache
+def _type_checking_ids(module: str) -> frozenset[int]:
+    """ids of the nodes of ``module``'s tree under ``if TYPE_CHECKING:`` (they never run)."""
     skip = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(_tree(module)):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return skip
+    return frozenset(skip)
 
 
 def _resolve(name: str) -> str | None:
@@ -55,7 +56,7 @@ def imports_of(module: str, nodes: list[ast.AST] | None = None, parents: bool = 
     """The package modules ``module`` imports (in ``nodes`` only, when given) and, with ``parents``, the packages
     above each (importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__``)."""
     tree = _tree(module)
-    skip = _type_checking_ids(tree)
+    skip = _type_checking_ids(module)
     package = module.split(".") if package_modules()[module].name == "__init__.py" else module.split(".")[:-1]
     found = set()
     for node in (n for root in (nodes if nodes is not None else [tree]) for n in ast.walk(root)):
@@ -79,6 +80,12 @@ def imports_of(module: str, nodes: list[ast.AST] | None = None, parents: bool = 
     return found
 
 
+@functools.cache
+def _module_imports(module: str) -> frozenset[str]:
+    """`imports_of` the whole module, once per process (every command's closure walks the same modules)."""
+    return frozenset(imports_of(module))
+
+
 def closure(roots: set[str]) -> set[str]:
     """Every package module the ``roots`` import, directly or not, the roots included."""
     seen, todo = set(), list(roots)
@@ -86,7 +93,7 @@ def closure(roots: set[str]) -> set[str]:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo.extend(imports_of(module) - seen)
+            todo.extend(_module_imports(module) - seen)
     return seen
 
 

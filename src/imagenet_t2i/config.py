@@ -309,6 +309,12 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def uses_vllm(config: dict) -> bool:
+    """Whether TA captions go through the vLLM engine (the backend, or the released backend's fallback)."""
+    caps = config["captions"]
+    return caps["backend"] == "vllm" or (caps["backend"] == "released" and caps["released"]["vlm"] == "vllm")
+
+
 def resolve_run(config: dict, run: str) -> dict:
     """Everything one training run depends on: its spec, model, training recipe and data sets."""
     if run not in config["runs"]:

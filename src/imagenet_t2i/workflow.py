@@ -15,7 +15,8 @@ import yaml
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.code_closure import code_hash, command_code
 from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, load_schema, resolve_run,
-                                 run_resolution, run_shard_sets, set_images, split_resolution, validate_config)
+                                 run_resolution, run_shard_sets, set_images, split_resolution, uses_vllm,
+                                 validate_config)
 from imagenet_t2i.io import atomic_write
 
 
@@ -271,8 +272,6 @@ def fid_weights(config: dict) -> list[str]:
 def caption_env(config: dict) -> str | None:
     """The conda environment of the TA caption jobs (``--sdm conda``): envs/vllm.yaml when vLLM captions them (its
     post-deploy script installs this package into it), else the workflow's own (None)."""
-    from imagenet_t2i.captions.records import uses_vllm
-
     return "../../envs/vllm.yaml" if uses_vllm(config) else None
 
 

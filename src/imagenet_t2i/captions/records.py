@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from imagenet_t2i.captions.base import Captioner
+from imagenet_t2i.config import uses_vllm
 from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess
 
 if TYPE_CHECKING:
@@ -95,12 +96,6 @@ def make_vlm(config: dict, backend: str) -> VLM:
     from imagenet_t2i.captions.llava import LlavaNextCaptioner
 
     return LlavaNextCaptioner(model_path(config, "captions"), **kwargs)
-
-
-def uses_vllm(config: dict) -> bool:
-    """Whether TA captions go through the vLLM engine (the backend, or the released backend's fallback)."""
-    caps = config["captions"]
-    return caps["backend"] == "vllm" or (caps["backend"] == "released" and caps["released"]["vlm"] == "vllm")
 
 
 def images_per_call(config: dict) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from imagenet_t2i.config import FD_METRICS
-from imagenet_t2i.evaluation.diagnostics.denoise_profile import metric_gamma, profile_value
+from imagenet_t2i.evaluation.diagnostics.denoise_metrics import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
 from imagenet_t2i.paper.reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference

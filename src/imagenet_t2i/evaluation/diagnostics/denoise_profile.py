@@ -33,28 +33,6 @@ GAMMAS = (0.9, 0.5, 0.2, 0.05, 0.01)
 BASELINES = ("predict_zero", "predict_scaled_xt")
 
 
-def metric_gamma(metric: str) -> float | None:
-    """The gamma of a table metric ``x0_mse_g<gamma>`` (e.g. ``x0_mse_g0.05``); None for other metrics."""
-    if not metric.startswith("x0_mse_g"):
-        return None
-    try:
-        gamma = float(metric.removeprefix("x0_mse_g"))
-    except ValueError:
-        raise ValueError(f"metric {metric!r}: x0_mse_g<gamma> needs a number, e.g. x0_mse_g0.05") from None
-    if not 0 < gamma < 1:
-        raise ValueError(f"metric {metric!r}: gamma must lie in (0, 1)")
-    return gamma
-
-
-def profile_value(profile: dict, gamma: float, path: str | os.PathLike) -> float:
-    """The model's x0 MSE at ``gamma`` from a profile file; a clear error when that level was not profiled."""
-    for g, value in zip(profile["gammas"], profile["x0_mse"]["model"]):
-        if math.isclose(g, gamma, rel_tol=1e-9):
-            return float(value)
-    raise ValueError(f"{path} has no noise level gamma={gamma} (it has {profile['gammas']}); add it to "
-                     "eval.denoise.gammas and rebuild the file")
-
-
 def fixed_samples(shard_dir: str | os.PathLike, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The first ``num_samples`` of the shard set in the stream order of ``seed``, z drawn from the stored posterior
     and scaled. -> x0 (N, C, h, w), text (N, T, D), mask (N, T); fewer samples than asked when the set is smaller."""
