@@ -200,7 +200,10 @@ def test_a_nested_setting_from_the_command_line_replans_the_runs_it_reaches(smok
     out = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: 0.6}}").stdout
     assert _planned(out, "train") == {"dit_i_ta_cutmix_crop"}  # the only run with a CutMix set
     out = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "replicates=[0, 1]").stdout
-    assert _planned(out, "train") == {f"{run}_s1" for run in config["runs"]}
+    grafted = {run for run, spec in config["runs"].items() if spec.get("init_from")}
+    assert _planned(out, "train") == {f"{run}_s1" for run in config["runs"] if run not in grafted}
+    assert _planned(out, "train_grafted") == {f"{run}_s1" for run in grafted}  # from the parent's replicate
+    assert "--run dit_i_ta_64_s1 " in out and "results/smoke/runs/dit_i_ta_s1/final" in out
     proc = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: often}}", check=False)
     assert proc.returncode != 0 and "On instance['train']['cutmix']['p']" in proc.stdout + proc.stderr  # the schema
 
@@ -210,14 +213,16 @@ def test_the_report_shows_each_run_with_its_job_id_and_device_hours(smoke, tmp_p
     training loops (GPU-hours on GPUs)."""
     import zipfile
 
-    workdir, path, _ = smoke
+    workdir, path, config = smoke
     report = tmp_path / "report.zip"
     _snakemake(workdir, path, "reproduce_all", "--report", str(report))
     with zipfile.ZipFile(report) as z:
         names = z.namelist()
-        record_name = next(n for n in names if n.endswith("runs/dit_i_ta_64/provenance.json"))
-        record = json.loads(z.read(record_name))
-    assert any(n.endswith("tables/T-RES.csv") for n in names) and any(n.endswith("figures/F-BUBBLE.png") for n in names)
+        records = [json.loads(z.read(n)) for n in names if n.endswith("/provenance.json")]
+    runs = {r["config"]["name"]: r for r in records if r.get("stage") == "train"}
+    assert set(runs) == set(config["runs"])  # every run's record, in the report's "Runs"
+    assert any(n.endswith("/T-RES.csv") for n in names) and any(n.endswith("/F-BUBBLE.png") for n in names)
+    record = runs["dit_i_ta_64"]
     assert record["job"]["id"] and record["job"]["cluster"] == "local"
     summary = record["summary"]
     assert summary["device"] == "cpu" and summary["loop_s"] > 0

@@ -80,8 +80,10 @@ def expand_replicates(config: dict) -> None:
     base = {name: spec for name, spec in config["runs"].items() if "_replicate_of" not in spec}
     for name, spec in base.items():
         for seed in seeds[1:]:
-            config["runs"].setdefault(replicate_name(name, seed, first),
-                                      {**spec, "seed": spec.get("seed", config["seed"]) + seed, "_replicate_of": name})
+            parent = {"init_from": replicate_name(spec["init_from"], seed, first)} if spec.get("init_from") else {}
+            config["runs"].setdefault(replicate_name(name, seed, first),  # a grafted run: from its parent's replicate
+                                      {**spec, **parent, "seed": spec.get("seed", config["seed"]) + seed,
+                                       "_replicate_of": name})
 
     def widen(runs: list[str]) -> list[str]:
         return list(dict.fromkeys(replicate_name(r, s, first) if r in base else r for r in runs for s in seeds))
