@@ -408,3 +408,43 @@ def test_crop_from_the_original_keeps_its_detail(tmp_path):
         # the upscaled 32-px crop is far smoother: its neighbouring pixels differ much less than the real ones
         sharp, smooth = (np.abs(np.diff(x.astype(int), axis=1)).mean() for x in (got, upscaled))
         assert sharp > 2 * smooth
+
+
+@pytest.mark.parametrize("kind", ["cutmix", "crop"])
+def test_a_set_made_again_at_twice_the_side_keeps_partners_boxes_windows_and_keys(tmp_path, kind):
+    """The resolution stage's augmented sets: every composite of the 32-px set rebuilt from the 64-px world with the
+    same partner and box (CutMix) or window (Crop), doubled, under the same key; the pixels are those of a direct
+    build at that geometry."""
+    from imagenet_t2i.augment import build_rescaled_set
+    from imagenet_t2i.augment.rescale import scaled_geometry
+    from imagenet_t2i.world.build import rescale_split
+
+    build_split(tmp_path / "train", "train", 12, seed=0, size=32, progress=False)
+    rescale_split(tmp_path / "train", tmp_path / "train_64px", 64, progress=False)
+    base = tmp_path / kind
+    if kind == "cutmix":
+        build_cutmix_set(tmp_path / "train", base, "all", seed=3, progress=False)
+    else:
+        build_crop_set(tmp_path / "train", base, seed=3, progress=False)
+    record = build_rescaled_set(base, tmp_path / "train_64px", tmp_path / f"{kind}_64px", 64, progress=False)
+    small = {s["key"]: s for s in read_jsonl(base / "scenes.jsonl")}
+    big = {s["key"]: s for s in read_jsonl(tmp_path / f"{kind}_64px" / "scenes.jsonl")}
+    assert set(big) == set(small) and record["written"] == len(small) and record["skipped"] == 0
+    sources = {s["key"]: s for s in read_jsonl(tmp_path / "train_64px" / "scenes.jsonl")}
+    index = {r["key"]: r for r in read_jsonl(tmp_path / "train_64px" / "index.jsonl")}
+    rows = {r["key"]: r for r in read_jsonl(tmp_path / f"{kind}_64px" / "index.jsonl")}
+    for key, s in big.items():
+        assert s["size"] == 64 and s["parents"] == small[key]["parents"]
+        assert s["region"] == [2 * v for v in small[key]["region"]]
+        parent = s["parents"][0]
+        img = np.asarray(Image.open(tmp_path / "train_64px" / index[parent]["path"]).convert("RGB"))
+        if kind == "cutmix":
+            partner_key = s["parents"][1]
+            partner = np.asarray(Image.open(tmp_path / "train_64px" / index[partner_key]["path"]).convert("RGB"))
+            direct, _ = apply_cutmix(img, sources[parent], partner, sources[partner_key], s["pattern"],
+                                     np.random.default_rng(0), geo=scaled_geometry(small[key], 64))
+        else:
+            x, y, x2, _ = s["region"]
+            direct, _ = apply_crop(img, sources[parent], (1.0, 1.0), np.random.default_rng(0), window=(x, y, x2 - x))
+        made = np.asarray(Image.open(tmp_path / f"{kind}_64px" / rows[key]["path"]).convert("RGB"))
+        assert np.array_equal(made, direct)

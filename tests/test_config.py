@@ -35,6 +35,13 @@ def test_defaults_are_filled():
         (lambda c: c["runs"]["dit_i_ta"].__setitem__("augment", "mixup"), "runs.dit_i_ta.augment"),
         (lambda c: c["runs"]["dit_i_ta"].__setitem__("model", "unet"), "runs.dit_i_ta.model"),
         (lambda c: c["source"].__setitem__("colors", ["red", "teal"]), "source.colors.1"),
+        # the resolution stage: CAD-I's graft doubles the side; no FD of a run at another side than the reference's
+        (lambda c: c["runs"]["cad_i_ta_cutmix_64"].__setitem__("resolution", 96), "runs.cad_i_ta_cutmix_64.init_from"),
+        (lambda c: c["runs"]["dit_i_ta_cutmix_64"].__setitem__("resolution", 48), "runs.dit_i_ta_cutmix_64.resolution"),
+        (lambda c: c["runs"]["dit_i_ta_cutmix_64"].__setitem__("init_from", "cad_i_ta"),
+         "runs.dit_i_ta_cutmix_64.init_from"),
+        (lambda c: c["tables"]["T-RES"]["metrics"].append("fd"), "tables.T-RES.rows.1"),
+        (lambda c: c["runs"]["dit_i_ta"].__setitem__("optimizer", "res_128"), "train.optimizer.res_128"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(edit, key):

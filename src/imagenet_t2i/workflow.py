@@ -344,6 +344,7 @@ def run_inputs(config: dict, run: str) -> list[str]:
     parent = config["runs"][run].get("init_from")
     return run_shards(config, run) + ([f"{results_dir(config)}/runs/{parent}/final"] if parent else [])
 
+
 # When to print and save, and the loader's threads: the weights are the same. (train.batch_size is the global batch:
 # it stays.)
 UNHASHED_TRAIN_KEYS = ("report_every_s", "checkpoint_every_min", "threads")

@@ -13,7 +13,7 @@ def cmd_source(args: argparse.Namespace) -> None:
     config = config_of(args.config)
     src = config["source"]
     t0 = time.time()
-    split, size = split_resolution(args.split)
+    _, size = split_resolution(args.split)
     if size is not None:  # the resolution stage's images: the base split's scenes drawn again at that side
         if src["backend"] != "synthetic":
             raise ConfigError(f"source split '{args.split}': only the synthetic world draws its images again at "
@@ -88,8 +88,8 @@ def cmd_augment(args: argparse.Namespace) -> None:
     if size is not None:  # the resolution stage: the base set's composites made again at that side
         from imagenet_t2i.augment import build_rescaled_set
 
-        result = build_rescaled_set(args.base, args.source, args.out, size, **{k: v for k, v in common.items()
-                                                                               if k != "seed"},
+        unseeded = {k: v for k, v in common.items() if k != "seed"}  # nothing is drawn: the base set's geometry
+        result = build_rescaled_set(args.base, args.source, args.out, size, **unseeded,
                                     from_original=aug.get("crop", {}).get("from_original", False))
         print(f"{args.out}: chunk {args.chunk}: {result}")
         provenance("augment", {"rescaled": base_set, "resolution": size, "chunk": args.chunk,
