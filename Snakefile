@@ -15,8 +15,8 @@ R = wf.results_dir(config)
 CFG = wf.write_resolved_config(config)
 
 wildcard_constraints:
-    split="(train|val)(_[0-9]+px)?",  # _<R>px: a run's side other than source.resolution (runs.<run>.resolution)
-    set="(train|val|crop|cutmix_(half|quarter|ninth|sixteenth|all))(_[0-9]+px)?",
+    split="(train|val|aesthetic)(_[0-9]+px)?",  # _<R>px: a run's side other than source.resolution (runs.<run>.resolution)
+    set="(train|val|aesthetic|crop|cutmix_(half|quarter|ninth|sixteenth|all))(_[0-9]+px)?",
     kind="aio|ta",
     aug="(crop|cutmix_(half|quarter|ninth|sixteenth|all))(_[0-9]+px)?",
     run=wf.run_pattern(config),
@@ -34,6 +34,7 @@ include: "workflow/rules/geneval.smk"
 include: "workflow/rules/dpg.smk"
 include: "workflow/rules/fid.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/aesthetic.smk"
 include: "workflow/rules/paper.smk"
 
 

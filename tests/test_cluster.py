@@ -84,7 +84,7 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     runs = paper["runs"]
     staged = sorted(r for r, spec in runs.items() if spec.get("init_from"))  # T-RES: the 512 stage
     assert staged == ["cad_i_ta_cutmix_512", "dit_i_ta_cutmix_512"]
-    assert len(jobs["train"]) == len(runs) - 2 and sorted(w["run"] for w, _ in jobs["train_grafted"]) == staged
+    assert len(jobs["train"]) == len(runs) - 2 and sorted(w["run"] for w, _ in jobs["train_from"]) == staged
     for set_ in ("train_512px_ta", "cutmix_all_512px_ta"):  # re-encoded at 512 with the 256 sets' captions
         assert len([r for w, r in jobs["shards_chunk"] if f"{w.get('set')}_{w.get('kind')}" == set_]) == 64, set_
     assert len([r for w, r in jobs["augment_chunk"] if w.get("aug") == "cutmix_all_512px"]) == 64

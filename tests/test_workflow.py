@@ -176,7 +176,7 @@ def test_job_times_reads_the_run_log(smoke):
     logs = (workdir / ".snakemake" / "log").glob("*.snakemake.log")
     log = min(logs, key=lambda p: p.stat().st_mtime)  # the fixture's reproduce_all, the first run in this folder
     durations = job_times["job_seconds"](log)
-    trained = durations["train"] + durations["train_grafted"]  # the resolution stage's rule
+    trained = durations["train"] + durations["train_from"]  # the resolution stage's rule
     assert len(trained) == len(config["runs"]) and all(t >= 0 for t in trained)
     assert len(durations["denoise_profile"]) == len(config["runs"])
     walls = job_times["provenance_wall"](workdir / "results" / "smoke")
@@ -203,8 +203,8 @@ def test_a_nested_setting_from_the_command_line_replans_the_runs_it_reaches(smok
     out = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "replicates=[0, 1]").stdout
     grafted = {run for run, spec in config["runs"].items() if spec.get("init_from")}
     assert _planned(out, "train") == {f"{run}_s1" for run in config["runs"] if run not in grafted}
-    assert _planned(out, "train_grafted") == {f"{run}_s1" for run in grafted}  # from the parent's replicate
-    job = re.search(r"rule train_grafted:\n    input: (.*)\n(?:.*\n){0,6}?    wildcards: run=dit_i_ta_64_s1\n", out)
+    assert _planned(out, "train_from") == {f"{run}_s1" for run in grafted}  # from the parent's replicate
+    job = re.search(r"rule train_from:\n    input: (.*)\n(?:.*\n){0,6}?    wildcards: run=dit_i_ta_64_s1\n", out)
     assert job and job.group(1) == "results/smoke/shards/train_64px_ta, results/smoke/runs/dit_i_ta_s1/final"
     proc = _snakemake(workdir, path, "reproduce_all", "-n", "--config", "train={cutmix: {p: often}}", check=False)
     assert proc.returncode != 0 and "On instance['train']['cutmix']['p']" in proc.stdout + proc.stderr  # the schema

@@ -228,13 +228,22 @@ def _check_resolutions(config: dict) -> None:
         if arch != parent_arch:
             raise ConfigError(f"config key 'runs.{run}.init_from': '{parent}' is a {parent_arch} run, '{run}' a {arch} "
                               "one")
-        if arch == "cad_i" and res != 2 * parent_res:
+        if arch == "cad_i" and res not in (parent_res, 2 * parent_res):
             raise ConfigError(f"config key 'runs.{run}.init_from': the CAD-I graft doubles the side (the official "
                               f"bilinear x2 of the positional embedding): '{parent}' is {parent_res} px, so "
-                              f"resolution must be {2 * parent_res}, not {res}")
-        if res <= parent_res:
-            raise ConfigError(f"config key 'runs.{run}.init_from': '{parent}' is {parent_res} px; a grafted run goes "
-                              f"up in side, this one is {res}")
+                              f"resolution must be {2 * parent_res} (or {parent_res}: a fine-tune), not {res}")
+        if res < parent_res:
+            raise ConfigError(f"config key 'runs.{run}.init_from': '{parent}' is {parent_res} px; a run starts from "
+                              f"one at its side (a fine-tune) or a smaller one (grafted), this one is {res}")
+    aesthetic = config.get("aesthetic")
+    for run, spec in runs.items():
+        if spec.get("data") == "aesthetic" and not aesthetic:
+            raise ConfigError(f"config key 'runs.{run}.data': 'aesthetic' needs the aesthetic block (set, prompts, "
+                              "scorers; config/config.yaml has one)")
+    if aesthetic and config["source"]["backend"] != "synthetic" and (
+            aesthetic["set"] == "world" or "world" in aesthetic["scorers"]):
+        raise ConfigError("config key 'aesthetic': 'world' (the set or a scorer) is the tiny world's; name an image + "
+                          "caption folder as aesthetic.set")
     for tid, table in config.get("tables", {}).items():
         fd = [m for m in table["metrics"] if m in FD_METRICS]
         for i, row in enumerate(table["rows"]):
@@ -340,7 +349,9 @@ def resolve_run(config: dict, run: str) -> dict:
         "train": train,
         "resolution": run_resolution(config, run),
         "base_resolution": config["source"]["resolution"],
-        **({"init_from": spec["init_from"]} if spec.get("init_from") else {}),
+        **({"data": spec["data"]} if spec.get("data", "train") != "train" else {}),
+        **({"init_from": spec["init_from"], "init_resolution": run_resolution(config, spec["init_from"])}
+           if spec.get("init_from") else {}),
     }
 
 
@@ -363,11 +374,12 @@ def split_resolution(set_name: str) -> tuple[str, int | None]:
 
 
 def run_shard_sets(run_cfg: dict) -> dict[str, str]:
-    """Role -> shard-set name needed by a resolved run: train_<caps>, cutmix_<pattern>_<caps>, crop_<caps>; at another
-    side than the base, the same sets re-encoded at it: train_<R>px_<caps>, ..."""
+    """Role -> shard-set name needed by a resolved run: train_<caps> (aesthetic_<caps>: the fine-tune set),
+    cutmix_<pattern>_<caps>, crop_<caps>; at another side than the base, the same sets re-encoded at it:
+    train_<R>px_<caps>, ..."""
     caps = run_cfg["captions"]
     sfx = resolution_suffix(run_cfg["resolution"], run_cfg.get("base_resolution", run_cfg["resolution"]))
-    sets = {"train": f"train{sfx}_{caps}"}
+    sets = {"train": f"{run_cfg.get('data', 'train')}{sfx}_{caps}"}
     augment = run_cfg["augment"]
     if augment != "none":
         for kind in augment.split("+"):

@@ -305,16 +305,27 @@ def set_source(config: dict, set_name: str) -> str:
     the synthetic world's split drawn again, ImageNet's same index, an augmented set made again)."""
     root = results_dir(config)
     base, res = split_resolution(set_name)
-    if base not in ("train", "val"):
+    if base not in SOURCE_SPLITS:
         return f"{root}/augment/{set_name}"
     redrawn = res is not None and config["source"]["backend"] == "synthetic"  # ImageNet: the same index at any side
     return f"{root}/data/{set_name}" if redrawn else f"{root}/data/{base}"
 
 
+SOURCE_SPLITS = ("train", "val", "aesthetic")  # folders under data/; "aesthetic": T-AES's fine-tune set
+
+
 def base_set_dir(config: dict, set_name: str) -> list[str]:
-    """The base-side folder a ``<set>_<R>px`` folder is made again from (none for a base set)."""
+    """The folder a set's folder is made from: a ``<set>_<R>px`` folder's base set, the world's aesthetic set's
+    training split (none for a base set, or an aesthetic set read from an image + caption folder)."""
     base, res = split_resolution(set_name)
-    return [] if res is None else [set_source(config, base)]
+    if res is not None:
+        return [set_source(config, base)]
+    return [set_source(config, "train")] if set_name == "aesthetic" and aesthetic_from_world(config) else []
+
+
+def aesthetic_from_world(config: dict) -> bool:
+    """Whether T-AES's fine-tune set is the tiny world's own (``aesthetic.set: world``), not a folder."""
+    return config.get("aesthetic", {}).get("set") == "world"
 
 
 def set_resolution(config: dict, set_name: str) -> int:
@@ -322,9 +333,22 @@ def set_resolution(config: dict, set_name: str) -> int:
     return split_resolution(set_name)[1] or config["source"]["resolution"]
 
 
+def aesthetic_scorer_inputs(config: dict, scorer: str) -> list[str]:
+    """What an aesthetic scorer reads besides the samples: the world's scorer, its trained net."""
+    return [f"{results_dir(config)}/eval/aesthetic_net"] if scorer == "world" else []
+
+
 def caption_file(config: dict, set_name: str, kind: str) -> str:
-    """The captions of a set: a ``<set>_<R>px`` set has its base set's (the same images and keys)."""
-    return f"{results_dir(config)}/captions/{split_resolution(set_name)[0]}_{kind}.jsonl"
+    """The captions of a set: a ``<set>_<R>px`` set has its base set's (the same images and keys); the aesthetic set
+    the training split's (the world's) or its folder's own (written beside its index)."""
+    from imagenet_t2i.source.caption_folder import SPLIT_CAPTIONS
+
+    base = split_resolution(set_name)[0]
+    if base == "aesthetic":
+        if not aesthetic_from_world(config):
+            return f"{results_dir(config)}/data/aesthetic/{SPLIT_CAPTIONS}"
+        base = "train"
+    return f"{results_dir(config)}/captions/{base}_{kind}.jsonl"
 
 
 def augment_source(config: dict, aug: str) -> str:
@@ -420,7 +444,7 @@ def released_targets(config: dict) -> list[str]:
             if any(RELEASED_RUN in row["runs"] for row in spec["rows"])]
 
 
-EMBEDDING_SETS = ("grid", "geneval", "dpg", "val_aio", "val_ta")
+EMBEDDING_SETS = ("grid", "geneval", "dpg", "val_aio", "val_ta", "aesthetic")
 
 
 def embedding_inputs(config: dict, texts: str) -> list[str]:
@@ -429,7 +453,8 @@ def embedding_inputs(config: dict, texts: str) -> list[str]:
     One cache per use, so a change to one benchmark reruns only its own sampling jobs."""
     root = results_dir(config)
     files = {"grid": [], "geneval": [f"{root}/eval/geneval_prompts.jsonl"], "dpg": [f"{root}/eval/dpg/prompts.jsonl"],
-             "val_aio": [f"{root}/captions/val_aio.jsonl"], "val_ta": [f"{root}/captions/val_ta.jsonl"]}
+             "val_aio": [f"{root}/captions/val_aio.jsonl"], "val_ta": [f"{root}/captions/val_ta.jsonl"],
+             "aesthetic": [f"{root}/eval/aesthetic/prompts.jsonl"]}
     if texts not in files:
         raise ValueError(f"unknown prompt-embedding set {texts!r}: one of {list(files)}")
     return files[texts]
@@ -462,12 +487,12 @@ def overfit_inputs(config: dict) -> list[str]:
     return sorted(f"{results_dir(config)}/eval/{run}/fd/{c}.json" for run in runs for c in ckpts)
 
 
-def run_pattern(config: dict, grafted: bool | None = None) -> str:
-    """The ``run`` wildcard's values: every run the evaluation rules score (`evaluated_runs`); ``grafted`` True /
+def run_pattern(config: dict, from_parent: bool | None = None) -> str:
+    """The ``run`` wildcard's values: every run the evaluation rules score (`evaluated_runs`); ``from_parent`` True /
     False: only the trained runs with / without ``init_from`` (a regex that matches nothing when there are none)."""
-    if grafted is None:
+    if from_parent is None:
         return "|".join(evaluated_runs(config))
-    runs = [r for r, spec in config["runs"].items() if bool(spec.get("init_from")) == grafted]
+    runs = [r for r, spec in config["runs"].items() if bool(spec.get("init_from")) == from_parent]
     return "|".join(runs) or "(?!)"
 
 

@@ -1,6 +1,6 @@
 localrules:
     train,
-    train_grafted,
+    train_from,
 
 
 rule train:
@@ -8,7 +8,7 @@ rule train:
     input:
         lambda w: wf.run_inputs(config, w.run),
     wildcard_constraints:
-        run=wf.run_pattern(config, grafted=False),
+        run=wf.run_pattern(config, from_parent=False),
     output:
         final=directory(f"{R}/runs/{{run}}/final"),
         log_csv=f"{R}/runs/{{run}}/train.csv",
@@ -29,10 +29,11 @@ rule train:
         "--out {R}/runs/{wildcards.run} --state {params.state} 2>&1 | tee {log}"
 
 
-use rule train as train_grafted with:
-    # A run initialised from another (runs.<run>.init_from, the resolution stage): no intermediate checkpoints.
+use rule train as train_from with:
+    # A run started from another's weights (runs.<run>.init_from: the resolution stage, the aesthetic fine-tune): no
+    # intermediate checkpoints.
     wildcard_constraints:
-        run=wf.run_pattern(config, grafted=True),
+        run=wf.run_pattern(config, from_parent=True),
     output:
         final=directory(f"{R}/runs/{{run}}/final"),
         log_csv=f"{R}/runs/{{run}}/train.csv",

@@ -157,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out")
     sp.add_argument("--allow-missing-tags", action="store_true",
                     help="average over the tags present (a small vocabulary can lack one); reported in the output")
+    ae = group("aesthetic", "T-AES: the aesthetic prompts, the world's scorer, scores of a run's samples")
+    sp = leaf(ae, "prompts", "aesthetic:cmd_aesthetic_prompts", "write aesthetic.prompts (prompts.jsonl, prompts.txt)")
+    sp.add_argument("--out", required=True, help="folder")
+    sp = leaf(ae, "train-net", "aesthetic:cmd_aesthetic_train_net", "train the tiny world's aesthetic scorer")
+    for a in ("--train", "--val", "--out"):
+        sp.add_argument(a, required=True)
+    sp = leaf(ae, "score", "aesthetic:cmd_aesthetic_score", "score a folder of samples with one of aesthetic.scorers")
+    for a in ("--scorer", "--images", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--net", help="scorer world: the trained scorer's folder")
     dp = group("dpg", "DPG-Bench: benchmark, sampling, perception, official scoring")
     sp = leaf(dp, "benchmark", "dpg:cmd_dpg_benchmark", "write the tiny world's DPG-style prompts and questions")
     sp.add_argument("--out", required=True)

@@ -14,6 +14,9 @@ def cmd_source(args: argparse.Namespace) -> None:
     src = config["source"]
     t0 = time.time()
     _, size = split_resolution(args.split)
+    if args.split == "aesthetic":  # T-AES's fine-tune set
+        cmd_aesthetic_set(config, args)
+        return
     if size is not None:  # the resolution stage's images: the base split's scenes drawn again at that side
         if src["backend"] != "synthetic":
             raise ConfigError(f"source split '{args.split}': only the synthetic world draws its images again at "
@@ -36,6 +39,33 @@ def cmd_source(args: argparse.Namespace) -> None:
                     val_labels=src.get("val_labels") if args.split == "val" else None, workers=src["workers"],
                     meta_mat=src.get("val_meta_mat"))
     provenance("source", src, {}, args.out, t0)
+
+
+def cmd_aesthetic_set(config: dict, args: argparse.Namespace) -> None:
+    """The aesthetic fine-tune set (``aesthetic.set``): the world's training images with its property, or an image +
+    caption folder indexed in place."""
+    spec = config.get("aesthetic")
+    if not spec:
+        raise ConfigError("config key 'aesthetic': not set, so there is no aesthetic fine-tune set")
+    t0 = time.time()
+    if spec["set"] == "world":
+        from imagenet_t2i.world.aesthetic import aesthetic_split
+
+        n = aesthetic_split(args.base, args.out)
+        inputs = {"base": args.base}
+    else:
+        from pathlib import Path
+
+        from imagenet_t2i.source.caption_folder import CAPTIONS, index_caption_folder
+
+        if not (Path(spec["set"]) / CAPTIONS).is_file():
+            raise ConfigError(f"config key 'aesthetic.set': {spec['set']} has no {CAPTIONS} (one {{\"path\", "
+                              "\"caption\"}} row per image); download the fine-tune set (LAION-POP in the paper) "
+                              "there or name another folder")
+        n = index_caption_folder(spec["set"], args.out)
+        inputs = {"folder": spec["set"]}
+    print(f"{args.out}: {n} images of the aesthetic fine-tune set ({spec['set']})")
+    provenance("source", {"aesthetic": spec["set"]}, inputs, args.out, t0)
 
 
 def cmd_fake_imagenet(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ from imagenet_t2i.provenance import make_record, write_record
 
 # The fd file's metrics. Tiny world: the feature net's FD and PRDC. Paper scale: fd = FID (Inception), PRDC on
 # Inception features, and FD-DINOv2, FD-CLIP, the Inception Score and CLIPScore of the same samples.
+AESTHETIC_PREFIX = "aesthetic_"  # aesthetic_<scorer>: T-AES, the mean score of a run's aesthetic-prompt samples
 COLOUR_PROBE = "colour_probe"  # tiny-world diagnostic (evaluation/colour_probe.py), not a paper metric
 DENOISE_FILE = "denoise_profile.json"  # x0_mse_g<gamma>: a diagnostic (evaluation/denoise_profile.py), not a paper metric
 NOT_RUN = "not run by us"
@@ -48,10 +49,12 @@ def score_file(metric: str) -> str:
         return "geneval/summary.json"
     if metric.startswith("dpg_") and len(metric) > 4:
         return "dpg/scores.json"
+    if metric.startswith(AESTHETIC_PREFIX) and len(metric) > len(AESTHETIC_PREFIX):
+        return f"aesthetic/{metric.removeprefix(AESTHETIC_PREFIX)}.json"
     raise ValueError(
         f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {COLOUR_PROBE}, x0_mse_g<gamma>, geneval_overall, "
         f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall (the official script's), dpg_overall_corrected, "
-        "dpg_<category> (a key of the DPG 'l1' scores, the official script's)"
+        "dpg_<category> (a key of the DPG 'l1' scores, the official script's), aesthetic_<scorer> (T-AES)"
     )
 
 
@@ -63,6 +66,8 @@ def metric_value(metric: str, scores: Mapping, path: str | os.PathLike) -> float
         value, key = scores.get("accuracy"), "accuracy"
     elif (gamma := metric_gamma(metric)) is not None:
         value, key = profile_value(scores, gamma, path), f"x0_mse.model at gamma {gamma}"
+    elif metric.startswith(AESTHETIC_PREFIX):
+        value, key = scores.get("mean"), "mean"
     elif metric.startswith("geneval_"):
         tag = metric.removeprefix("geneval_")
         if tag == "overall":

@@ -138,11 +138,13 @@ class Training:
                 shutil.rmtree(self.state_dir / "checkpoints", ignore_errors=True)
             state = None
         if state is None and init_dir is not None:
-            network, averaged = grafted_init(arch, init_dir, raw_model)
+            same_side = cfg["resolution"] == cfg.get("init_resolution", cfg["resolution"])
+            network, averaged = grafted_init(arch, init_dir, raw_model, graft_it=not same_side)
             raw_model.load_state_dict(network)
             ema.load_state_dict({"shadow": averaged})
             if main:
-                print(f"[{cfg['name']}] initialised from {init_dir} (grafted to {cfg['resolution']} px)", flush=True)
+                how = "as they are (a fine-tune)" if same_side else f"grafted to {cfg['resolution']} px"
+                print(f"[{cfg['name']}] initialised from {init_dir}, {how}", flush=True)
         if state is not None:
             if len(state["generators"]) != world:
                 raise RuntimeError(f"{self._state_path()} was saved with {len(state['generators'])} ranks, this job has "
@@ -342,10 +344,13 @@ def init_fingerprint(folder: Path) -> dict:
     return {n: sha256_file(folder / n) for n in (RUN_WEIGHTS_NAME, NETWORK_FILE)}
 
 
-def grafted_init(arch: str, folder: Path, model: torch.nn.Module) -> tuple[dict, dict]:
-    """(network, EMA) states of ``model`` grafted from the run folder ``folder`` (`imagenet_t2i.train.graft`)."""
-    fresh = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    network, ema = graft(arch, load_file(str(folder / NETWORK_FILE)), load_file(str(folder / RUN_WEIGHTS_NAME)), fresh)
+def grafted_init(arch: str, folder: Path, model: torch.nn.Module, graft_it: bool = True) -> tuple[dict, dict]:
+    """(network, EMA) states of ``model`` from the run folder ``folder``: grafted (`imagenet_t2i.train.graft`), or as
+    they are (``graft_it=False``: a fine-tune at the parent's side; the model's load checks every shape)."""
+    network, ema = load_file(str(folder / NETWORK_FILE)), load_file(str(folder / RUN_WEIGHTS_NAME))
+    if graft_it:
+        fresh = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        network, ema = graft(arch, network, ema, fresh)
     device = next(model.parameters()).device
     return {k: v.to(device) for k, v in network.items()}, {k: v.to(device) for k, v in ema.items()}
 

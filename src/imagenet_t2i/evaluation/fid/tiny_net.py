@@ -12,7 +12,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -183,15 +183,18 @@ def train_feature_net(
     batch_size: int = 32,
     lr: float = 4e-3,
     weight_decay: float = 5e-4,
+    labels: Callable[[str | os.PathLike], dict[str, list[str]]] | None = None,
 ) -> dict:
     """Train the feature net on a split folder and write ``model.safetensors``, ``config.json`` and
     ``metrics.json`` (last) to ``out_dir``, each atomically. Accuracy is measured on ``val_dir``
     or, without one, on a held-out ``val_fraction`` of the train split. Same seed and threads give
     the same weights. One thread is the default: on 2 cores shared with other jobs, 2 intra-op
-    threads took ~14x the CPU time of one (OpenMP waits). Returns the metrics."""
+    threads took ~14x the CPU time of one (OpenMP waits). ``labels``: a split folder -> its labels per head
+    (default `split_labels`: class, colour, size; the aesthetic scorer gives its own). Returns the metrics."""
     train_dir, out_dir = Path(train_dir), Path(out_dir)
+    label_fn = labels or split_labels
     t0 = time.perf_counter()
-    images, labels = load_images(train_dir), split_labels(train_dir)  # (N, 3, H, W)
+    images, labels = load_images(train_dir), label_fn(train_dir)  # (N, 3, H, W)
     vocab = {name: sorted(set(words)) for name, words in labels.items()}
     targets = _targets(labels, vocab, train_dir)
     if val_dir is None:
@@ -204,7 +207,7 @@ def train_feature_net(
         images, targets = images[train_idx], {k: v[train_idx] for k, v in targets.items()}
     else:
         val_images = load_images(val_dir)
-        val_targets = _targets(split_labels(val_dir), vocab, Path(val_dir))
+        val_targets = _targets(label_fn(val_dir), vocab, Path(val_dir))
     if images.shape[-2] != images.shape[-1]:
         raise ValueError(f"{train_dir}: images must be square, got {tuple(images.shape[-2:])}")
     load_s = time.perf_counter() - t0
