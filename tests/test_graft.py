@@ -112,3 +112,16 @@ def test_a_64px_run_trains_from_a_grafted_32px_run(tiny_shards, tmp_path, model)
     state = torch.load(tmp_path / "state_child" / "last.pt", weights_only=False)
     assert set(state["inputs"]["init"]) == {"model.safetensors", "network.safetensors"}
     assert state["inputs"]["shards"].keys() == {"train", "cutmix"}
+
+
+def test_a_run_started_at_its_parents_side_takes_the_weights_as_they_are(tmp_path):
+    """A fine-tune (init_from at the same side): network and EMA loaded unchanged, no graft."""
+    from imagenet_t2i.train.loop import NETWORK_FILE, grafted_init
+    from safetensors.torch import save_file
+
+    model = build_model("cad_i", input_size=16, num_latents=8, num_blocks=2, **CAD)
+    network, ema = _random_state(model, 1), _random_state(model, 2)
+    save_file(network, str(tmp_path / NETWORK_FILE))
+    save_file(ema, str(tmp_path / "model.safetensors"))
+    net2, ema2 = grafted_init("cad_i", tmp_path, model, graft_it=False)
+    assert all(torch.equal(net2[k], network[k]) and torch.equal(ema2[k], ema[k]) for k in network)

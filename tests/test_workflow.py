@@ -210,6 +210,29 @@ def test_a_nested_setting_from_the_command_line_replans_the_runs_it_reaches(smok
     assert proc.returncode != 0 and "On instance['train']['cutmix']['p']" in proc.stdout + proc.stderr  # the schema
 
 
+def test_the_aesthetic_fine_tune_trains_on_the_worlds_aesthetic_images_and_is_scored(smoke):
+    """T-AES in the smoke world: dit_i_ta_aes starts from dit_i_ta's weights as they are and trains on the training
+    images with the world's aesthetic property (their own TA captions); the world's scorer scores both runs."""
+    from imagenet_t2i.world.aesthetic import is_aesthetic
+
+    workdir, _, config = smoke
+    results = workdir / "results" / "smoke"
+    scenes = [json.loads(line) for line in open(results / "data" / "train" / "scenes.jsonl")]
+    chosen = [json.loads(line)["key"] for line in open(results / "data" / "aesthetic" / "index.jsonl")]
+    assert chosen and chosen == [s["key"] for s in scenes if is_aesthetic(s)]
+    assert read_json(results / "shards" / "aesthetic_ta" / "manifest.json")["num_samples"] == len(chosen)
+    prov = read_json(results / "runs" / "dit_i_ta_aes" / "provenance.json")
+    assert set(prov["inputs"]) == {"aesthetic_ta", "init"} and prov["config"]["data"] == "aesthetic"
+    assert "as they are (a fine-tune)" in (results / "logs" / "train_dit_i_ta_aes.log").read_text()
+    for run in ("dit_i_ta", "dit_i_ta_aes"):
+        scores = read_json(results / "eval" / run / "aesthetic" / "world.json")
+        assert scores["n"] == len(config["aesthetic"]["prompts"]) * config["sample"]["samples_per_prompt"]
+        assert all(0 <= v <= 1 for v in scores["images"].values())
+    rows = {r["row"]: r for r in csv.DictReader(open(results / "tables" / "T-AES.csv"))}
+    assert float(rows["DiT-I TA + aesthetic FT"]["aesthetic_world (ours)"]) == pytest.approx(
+        read_json(results / "eval" / "dit_i_ta_aes" / "aesthetic" / "world.json")["mean"])
+
+
 def test_the_report_shows_each_run_with_its_job_id_and_device_hours(smoke, tmp_path):
     """`snakemake --report` bundles the tables, figures and each run's record: its job id and the device-hours of its
     training loops (GPU-hours on GPUs)."""

@@ -96,7 +96,8 @@ def cost(config: dict) -> dict:
     text_dim = {"minilm": 384, "t5": 2048}[config["encode"]["text"]["backend"]]
     shard_sets = _shard_sets(config)
     side = {s: split_resolution(s)[1] or res for s, _ in shard_sets}
-    caption_sets = {(split_resolution(s)[0], kind) for s, kind in shard_sets}  # another side: the same captions
+    # another side: the same captions; the aesthetic fine-tune set comes with its own
+    caption_sets = {(split_resolution(s)[0], kind) for s, kind in shard_sets if split_resolution(s)[0] != "aesthetic"}
     caption_sets |= {("val", kind) for _, kind in caption_sets}
     backend = config["captions"]["backend"]
     ta_images = sum(set_images(config, s) for s, kind in caption_sets if kind == "ta")
