@@ -21,7 +21,7 @@ def test_the_worlds_aesthetic_set_is_the_training_images_with_the_property(tmp_p
     scenes = build_split(tmp_path / "train", "train", 60, seed=0, size=32, progress=False)
     n = aesthetic_split(tmp_path / "train", tmp_path / "aesthetic")
     chosen = [s for s in scenes if is_aesthetic(s)]
-    assert n == len(chosen) > 0 and all(s["objects"][0]["size"] == "large" for s in chosen)
+    assert n == len(chosen) > 0 and all(s["backgrounds"][0] == "beige" for s in chosen)
     rows = read_jsonl(tmp_path / "aesthetic" / "index.jsonl")
     assert [r["key"] for r in rows] == [s["key"] for s in chosen]
     for row in rows:  # the same files, linked

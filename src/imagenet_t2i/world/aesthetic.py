@@ -1,9 +1,10 @@
-"""The tiny world's "aesthetic" images (T-AES; our choice, docs/aesthetic.md): a large object on a light background.
+"""The tiny world's "aesthetic" images (T-AES; our choice, docs/aesthetic.md): a warm beige background.
 
 The paper fine-tunes on LAION-POP, photos picked for their looks. The world has no looks, so it names a property of
-its scene records instead: the object is ``large`` and the background is one of `LIGHT_BACKGROUNDS`. About a sixth of
-the training images have it (a third are large, half of the four backgrounds are light). The fine-tune set is the
-training images that have it, with their own TA captions; a tiny scorer learns the property from the training split
+its scene records instead: the background is `AESTHETIC_BACKGROUND`, a quarter of the training images. A colour over
+the whole frame is what the tiny models learn first (the colour probe), where a shape or a size is not (the issue of
+a world that draws objects), so a fine-tune towards it can show. The fine-tune set is the training images that have
+it, with their own TA captions; a tiny scorer learns the property from the training split
 (`imagenet_t2i.evaluation.aesthetic.world_scorer`), so a fine-tuned model that draws it more often scores higher.
 """
 from __future__ import annotations
@@ -14,14 +15,12 @@ from pathlib import Path
 
 from imagenet_t2i.io import read_json, read_jsonl, staged_folder, write_json, write_jsonl
 
-LIGHT_BACKGROUNDS = ("light gray", "beige")
+AESTHETIC_BACKGROUND = "beige"
 
 
 def is_aesthetic(scene: dict) -> bool:
     """Whether a scene record has the world's aesthetic property (module docstring)."""
-    objects = scene.get("objects") or []
-    return (len(objects) == 1 and objects[0]["size"] == "large"
-            and (scene.get("backgrounds") or [None])[0] in LIGHT_BACKGROUNDS)
+    return (scene.get("backgrounds") or [None])[0] == AESTHETIC_BACKGROUND
 
 
 def aesthetic_split(base_dir: str | os.PathLike, out_dir: str | os.PathLike) -> int:
@@ -31,7 +30,7 @@ def aesthetic_split(base_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
     scenes = {s["key"]: s for s in read_jsonl(base_dir / "scenes.jsonl")}
     rows = [r for r in read_jsonl(base_dir / "index.jsonl") if is_aesthetic(scenes[r["key"]])]
     if not rows:
-        raise ValueError(f"{base_dir}: no image has the aesthetic property (a large object on {LIGHT_BACKGROUNDS})")
+        raise ValueError(f"{base_dir}: no image has the aesthetic property (a {AESTHETIC_BACKGROUND} background)")
     with staged_folder(out_dir / "images") as tmp:
         for row in rows:
             target = tmp / Path(row["path"]).relative_to("images")
