@@ -1,5 +1,6 @@
 """T-AES's pieces: the world's aesthetic set, its scorer, an image + caption folder as the fine-tune set."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +69,70 @@ def test_a_missing_fine_tune_folder_stops_the_source_job_naming_the_key(tmp_path
     path.write_text(yaml.safe_dump(config))
     assert main(["source", "--config", str(path), "--split", "aesthetic", "--out", str(tmp_path / "out")]) == 2
     assert "aesthetic.set" in capsys.readouterr().err
+
+
+def test_the_clip_scorers_give_finite_prompt_dependent_scores_in_their_real_layouts(tmp_path):
+    """PickScore and LAION Aesthetics v2 on random-init weights in their layouts (a tiny CLIPModel; the aesthetic
+    head's state dict with the reference code's keys)."""
+    import torch
+
+    from imagenet_t2i.evaluation.aesthetic.clip_scorers import AestheticMLP, laion_aesthetics, pickscore
+    from imagenet_t2i.evaluation.fid.tiny_models import save_tiny_clip
+
+    save_tiny_clip(tmp_path / "clip")
+    images = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
+    same = images[:1].repeat(2, 1, 1, 1)
+    scores = pickscore(tmp_path / "clip", tmp_path / "clip", same, ["a red circle", "a blue square"])
+    assert all(np.isfinite(scores)) and scores[0] != scores[1]  # one image, two prompts
+    head = AestheticMLP(16)  # the tiny CLIP's projection width (768 for ViT-L/14)
+    torch.save(head.state_dict(), tmp_path / "head.pth")
+    assert sorted(head.state_dict()) == sorted(f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias"))
+    aesthetic = laion_aesthetics(tmp_path / "clip", tmp_path / "head.pth", images)
+    assert len(aesthetic) == 2 and all(np.isfinite(aesthetic)) and aesthetic[0] != aesthetic[1]
+
+
+def test_the_official_hps_and_imagereward_scripts_call_the_packages_as_documented(tmp_path, monkeypatch):
+    """The stand-alone script with stand-in ``hpsv2`` / ``ImageReward`` modules that record their calls (the real
+    packages need their own environments): each sample scored with its own prompt, every call as documented."""
+    import sys
+    import types
+
+    from imagenet_t2i.evaluation.aesthetic import official
+
+    from .test_geneval_perception import check_stand_alone
+
+    check_stand_alone(Path(official.__file__), {"hpsv2", "ImageReward"})
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("000_00.png", "000_01.png", "001_00.png"):
+        Image.new("RGB", (8, 8)).save(images / name)
+    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
+    calls = []
+    hpsv2 = types.ModuleType("hpsv2")
+    hpsv2.score = lambda paths, prompt, cp=None, hps_version="v2.0": (
+        calls.append(("hps", prompt, [Path(p).name for p in paths], cp, hps_version)) or [0.25 + len(prompt) / 100]
+        * len(paths))
+    monkeypatch.setitem(sys.modules, "hpsv2", hpsv2)
+    out = tmp_path / "hpsv21.json"
+    official.main(["--scorer", "hpsv21", "--images", str(images), "--prompts", str(tmp_path / "prompts.txt"),
+                   "--checkpoint", "HPS_v2.1_compressed.pt", "--out", str(out)])
+    assert calls == [("hps", "a red circle", ["000_00.png", "000_01.png"], "HPS_v2.1_compressed.pt", "v2.1"),
+                     ("hps", "a blue square", ["001_00.png"], "HPS_v2.1_compressed.pt", "v2.1")]
+    result = read_json(out)
+    assert result["n"] == 3 and result["images"]["001_00.png"] == pytest.approx(0.25 + 13 / 100)
+
+    class Model:
+        def score(self, prompt, paths):
+            calls.append(("ir", prompt, [Path(p).name for p in paths]))
+            return 1.5 if len(paths) == 1 else [0.5] * len(paths)  # the package: a float for one image
+
+    reward = types.ModuleType("ImageReward")
+    reward.load = lambda name, device="cuda", download_root=None, med_config=None: (
+        calls.append(("load", name, device, med_config)) or Model())
+    monkeypatch.setitem(sys.modules, "ImageReward", reward)
+    calls.clear()
+    official.main(["--scorer", "imagereward", "--images", str(images), "--prompts", str(tmp_path / "prompts.txt"),
+                   "--checkpoint", "ImageReward.pt", "--med-config", "med_config.json", "--device", "cpu",
+                   "--out", str(tmp_path / "ir.json")])
+    assert calls[0] == ("load", "ImageReward.pt", "cpu", "med_config.json")
+    assert read_json(tmp_path / "ir.json")["images"] == {"000_00.png": 0.5, "000_01.png": 0.5, "001_00.png": 1.5}

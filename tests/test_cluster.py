@@ -82,9 +82,10 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
         assert jobs[rule] and all("gpu=1" in r and "runtime=720" in r and "mem_mb=64000" in r for _, r in jobs[rule]), rule
     assert sorted(w["weights"] for w, _ in jobs["weights"]) == sorted(paper["weights"])  # downloads, planned
     runs = paper["runs"]
-    staged = sorted(r for r, spec in runs.items() if spec.get("init_from"))  # T-RES: the 512 stage
-    assert staged == ["cad_i_ta_cutmix_512", "dit_i_ta_cutmix_512"]
-    assert len(jobs["train"]) == len(runs) - 2 and sorted(w["run"] for w, _ in jobs["train_from"]) == staged
+    started = sorted(r for r, spec in runs.items() if spec.get("init_from"))  # T-RES's 512 stage, T-AES's fine-tunes
+    staged = [r for r in started if r.endswith("_512")]
+    assert staged == ["cad_i_ta_cutmix_512", "dit_i_ta_cutmix_512"] and len(started) == 4
+    assert len(jobs["train"]) == len(runs) - 4 and sorted(w["run"] for w, _ in jobs["train_from"]) == started
     for set_ in ("train_512px_ta", "cutmix_all_512px_ta"):  # re-encoded at 512 with the 256 sets' captions
         assert len([r for w, r in jobs["shards_chunk"] if f"{w.get('set')}_{w.get('kind')}" == set_]) == 64, set_
     assert len([r for w, r in jobs["augment_chunk"] if w.get("aug") == "cutmix_all_512px"]) == 64
@@ -94,27 +95,34 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
     # evaluation of every run and of the released CAD-I (evaluate_released): benchmark sampling on GPUs, the official
     # perception, scoring, FID and friends
     evaluated = sorted([*runs, "released_cad_i"])
+    fine_tuned = sorted(r for r, spec in runs.items() if spec.get("data") == "aesthetic")  # T-AES: its scorers only
     for rule in ("geneval_sample", "geneval_detect", "geneval_score", "dpg_sample", "dpg_answer", "dpg_score"):
-        assert sorted(w["run"] for w, _ in jobs[rule]) == evaluated, rule
+        assert sorted(w["run"] for w, _ in jobs[rule]) == sorted(set(evaluated) - set(fine_tuned)), rule
+    scored = {(w["run"], w["scorer"]) for rule in ("aesthetic_score_clip", "aesthetic_score_hpsv21",
+                                                    "aesthetic_score_imagereward") for w, _ in jobs[rule]}
+    assert scored == {(r, s) for r in [*staged, *fine_tuned] for s in paper["aesthetic"]["scorers"]}
+    for scorer in ("hpsv21", "imagereward"):  # in their own environments
+        assert out.count(f"aesthetic/official.py --scorer {scorer}") == len(staged) + len(fine_tuned)
     gpu_rules = ("geneval_sample", "geneval_detect", "dpg_sample", "dpg_answer", "fd_sample", "fd_reference",
                  "released_model")
     for rule in gpu_rules:
         assert all("gpu=1" in r for _, r in jobs[rule]), rule
-    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(evaluated) - set(staged)  # no FD at 512
+    assert {w["run"] for w, _ in jobs["fd"] if w["ckpt"] == "final"} == set(evaluated) - set(started)  # no FD at 512
     # FID-50k sampled by 10 jobs of 5,000 each (a preemption loses one chunk), merged by a CPU job
     assert len(jobs["fd_sample"]) == paper["eval"]["fid"]["chunks"] * len(jobs["fd"]) == 10 * len(jobs["fd"])
     assert not any("gpu=" in r for _, r in jobs["fd"])
-    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 7
+    assert len(jobs["fd_reference"]) == 1 and len(jobs["table"]) == len(paper["tables"]) == 8
     assert len(jobs["released_model"]) == 1 and len(jobs["evaluate_released"]) == 1
-    assert out.count("geneval/official.py --images") == len(evaluated)  # the official scripts, in their conda envs
-    assert out.count("dpg/official.py --grids") == len(evaluated)
+    benchmarked = len(evaluated) - len(fine_tuned)
+    assert out.count("geneval/official.py --images") == benchmarked  # the official scripts, in their conda envs
+    assert out.count("dpg/official.py --grids") == benchmarked
     assert "geneval/official.py --images results/paper/eval/released_cad_i/geneval/images" in out
     # CLIP loaded as GenEval loads it (the tag, the downloaded file's folder as open_clip's cache); the mmdet config
     # from the installed mmdet (paper.yaml: mmdet_config null)
     models = ("--checkpoint results/paper/weights/mask2former_mmdet/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_"
               "20220504_001756-743b7d99.pth --clip-pretrained openai --clip-cache-dir "
               "results/paper/weights/open_clip_vit_l14 --meta")
-    assert out.count(models) == len(evaluated), out[out.find("geneval/official.py"):][:600]
+    assert out.count(models) == benchmarked, out[out.find("geneval/official.py"):][:600]
     released = paper["eval"]["released"]
     options = (f"--sampler ddim --steps {released['steps']} --guidance {released['guidance']} --clamp "
                f"{released['clamp']} --schedule linear --unguided-steps 1")
@@ -125,12 +133,13 @@ def test_paper_dry_run_plans_gpu_jobs_for_captions_shards_and_sampling(paper, tm
 
 
 def test_official_perception_rules_name_existing_conda_environments():
-    """The official GenEval / DPG rules run in their own environments (never imported by the main one)."""
+    """The official GenEval / DPG / HPSv2.1 / ImageReward rules run in their own environments (never imported by the
+    main one)."""
     import re
 
     rules = "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk")))
     envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', rules)
-    assert sorted(Path(e).name for e in envs) == ["dpg.yaml", "geneval.yaml"]
+    assert sorted(Path(e).name for e in envs) == ["dpg.yaml", "geneval.yaml", "hpsv2.yaml", "imagereward.yaml"]
     for env in envs:
         text = (REPO / "workflow" / "rules" / env).resolve().read_text()
         assert "UNTESTED" in text and "dependencies:" in text

@@ -240,6 +240,14 @@ def _check_resolutions(config: dict) -> None:
         if spec.get("data") == "aesthetic" and not aesthetic:
             raise ConfigError(f"config key 'runs.{run}.data': 'aesthetic' needs the aesthetic block (set, prompts, "
                               "scorers; config/config.yaml has one)")
+    needs = {"pickscore": ("pickscore", "pickscore_tokenizer"), "laion_aesthetics": ("clip", "laion_aesthetics"),
+             "hpsv21": ("hpsv21",), "imagereward": ("imagereward", "imagereward_med_config")}
+    for scorer in (aesthetic or {}).get("scorers", []):
+        for key in needs.get(scorer, ()):
+            name = aesthetic.get("weights", {}).get(key)
+            if name not in config.get("weights", {}):
+                raise ConfigError(f"config key 'aesthetic.weights.{key}': scorer {scorer} needs an entry of the "
+                                  f"weights block (got {name!r}; config/paper.yaml has one)")
     if aesthetic and config["source"]["backend"] != "synthetic" and (
             aesthetic["set"] == "world" or "world" in aesthetic["scorers"]):
         raise ConfigError("config key 'aesthetic': 'world' (the set or a scorer) is the tiny world's; name an image + "

@@ -333,9 +333,26 @@ def set_resolution(config: dict, set_name: str) -> int:
     return split_resolution(set_name)[1] or config["source"]["resolution"]
 
 
+AESTHETIC_WEIGHTS = {"world": (), "pickscore": ("pickscore", "pickscore_tokenizer"),
+                     "laion_aesthetics": ("clip", "laion_aesthetics"), "hpsv21": ("hpsv21",),
+                     "imagereward": ("imagereward", "imagereward_med_config")}
+OFFICIAL_AESTHETIC = ("hpsv21", "imagereward")  # scored by the official packages in their own environments
+
+
 def aesthetic_scorer_inputs(config: dict, scorer: str) -> list[str]:
-    """What an aesthetic scorer reads besides the samples: the world's scorer, its trained net."""
-    return [f"{results_dir(config)}/eval/aesthetic_net"] if scorer == "world" else []
+    """What an aesthetic scorer reads besides the samples: the world's trained net, or the weights it loads."""
+    if scorer == "world":
+        return [f"{results_dir(config)}/eval/aesthetic_net"]
+    names = config.get("aesthetic", {}).get("weights", {})
+    return named_weights(config, *(names.get(k) for k in AESTHETIC_WEIGHTS[scorer]))
+
+
+def official_aesthetic_args(config: dict, scorer: str) -> str:
+    """The official HPSv2.1 / ImageReward script's checkpoint arguments (weights files of aesthetic.weights)."""
+    names = config["aesthetic"]["weights"]
+    args = f"--checkpoint {weights_file(config, names[scorer])}"
+    return f"{args} --med-config {weights_file(config, names['imagereward_med_config'])}" if scorer == "imagereward" \
+        else args
 
 
 def caption_file(config: dict, set_name: str, kind: str) -> str:
@@ -349,6 +366,14 @@ def caption_file(config: dict, set_name: str, kind: str) -> str:
             return f"{results_dir(config)}/data/aesthetic/{SPLIT_CAPTIONS}"
         base = "train"
     return f"{results_dir(config)}/captions/{base}_{kind}.jsonl"
+
+
+def caption_inputs(config: dict, set_name: str, kind: str) -> list[str]:
+    """The caption file a shard job waits for: none for an aesthetic set read from a folder (its captions are
+    written with its index, inside the images folder the job already waits for)."""
+    if split_resolution(set_name)[0] == "aesthetic" and not aesthetic_from_world(config):
+        return []
+    return [caption_file(config, set_name, kind)]
 
 
 def augment_source(config: dict, aug: str) -> str:

@@ -57,7 +57,7 @@ rule aesthetic_sample:
 
 
 rule aesthetic_score:
-    """One scorer's scores of a run's aesthetic samples (aesthetic.scorers)."""
+    """The tiny world's scorer's scores of a run's aesthetic samples (aesthetic.scorers: world)."""
     input:
         images=f"{R}/eval/{{run}}/aesthetic/images",
         net=lambda w: wf.aesthetic_scorer_inputs(config, w.scorer),
@@ -73,3 +73,60 @@ rule aesthetic_score:
     shell:
         "imagenet-t2i aesthetic score --config {CFG} --scorer {wildcards.scorer} --images {input.images} {params.net} "
         "--out {output} > {log} 2>&1"
+
+
+rule aesthetic_score_clip:
+    """PickScore or LAION Aesthetics v2 (transformers CLIP, main environment) of a run's aesthetic samples."""
+    input:
+        images=f"{R}/eval/{{run}}/aesthetic/images",
+        prompts=f"{R}/eval/aesthetic/prompts.txt",
+        weights=lambda w: wf.aesthetic_scorer_inputs(config, w.scorer),
+    output:
+        f"{R}/eval/{{run}}/aesthetic/{{scorer}}.json",
+    wildcard_constraints:
+        scorer="pickscore|laion_aesthetics",
+    params:
+        code=wf.code(config, "aesthetic score", heavy=True),
+        weights=wf.output_settings(config.get("aesthetic", {}).get("weights")),
+    log:
+        f"{R}/logs/aesthetic_score_{{run}}_{{scorer}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=16000),
+    shell:
+        "imagenet-t2i aesthetic score --config {CFG} --scorer {wildcards.scorer} --images {input.images} "
+        "--prompts {input.prompts} --out {output} > {log} 2>&1"
+
+
+rule aesthetic_score_hpsv21:
+    """HPSv2.1 through the official package, in its own environment (envs/hpsv2.yaml, untested here)."""
+    input:
+        images=f"{R}/eval/{{run}}/aesthetic/images",
+        prompts=f"{R}/eval/aesthetic/prompts.txt",
+        weights=lambda w: wf.aesthetic_scorer_inputs(config, w.scorer),
+    output:
+        f"{R}/eval/{{run}}/aesthetic/{{scorer}}.json",
+    wildcard_constraints:
+        scorer="hpsv21",
+    params:
+        code=lambda w: wf.script_code(config, "evaluation.aesthetic.official"),
+        script=f"{workflow.basedir}/src/imagenet_t2i/evaluation/aesthetic/official.py",
+        checkpoint=lambda w: wf.official_aesthetic_args(config, w.scorer),
+    conda:
+        "../../envs/hpsv2.yaml"
+    log:
+        f"{R}/logs/aesthetic_score_{{run}}_{{scorer}}.log",
+    threads: wf.stage_threads(config, "gpu")
+    resources:
+        **wf.stage_resources(config, "gpu", mem_mb=16000),
+    shell:
+        "python {params.script} --scorer {wildcards.scorer} --images {input.images} --prompts {input.prompts} "
+        "{params.checkpoint} --out {output} > {log} 2>&1"
+
+
+use rule aesthetic_score_hpsv21 as aesthetic_score_imagereward with:
+    # ImageReward through the official package, in its own environment (envs/imagereward.yaml, untested here)
+    wildcard_constraints:
+        scorer="imagereward",
+    conda:
+        "../../envs/imagereward.yaml"

@@ -6,7 +6,7 @@ rule shards_chunk:
     """Latents + text embeddings of one chunk of an image set with its captions, as WebDataset shards."""
     input:
         images=lambda w: wf.set_source(config, w.set),
-        captions=lambda w: wf.caption_file(config, w.set, w.kind),
+        captions=lambda w: wf.caption_inputs(config, w.set, w.kind),
         weights=wf.weights_inputs(config, "autoencoder", "text"),
     output:
         directory(f"{R}/shards/parts/{{set}}_{{kind}}/{{chunk}}"),
@@ -15,6 +15,7 @@ rule shards_chunk:
         encode=wf.output_settings({k: v for k, v in config["encode"].items() if k != "val"}),
         resize=config["source"].get("resize", "bicubic"),
         resolution=lambda w: wf.set_resolution(config, w.set),
+        captions=lambda w: wf.caption_file(config, w.set, w.kind),
     priority: 10
     log:
         f"{R}/logs/shards_{{set}}_{{kind}}_{{chunk}}.log",
@@ -22,7 +23,7 @@ rule shards_chunk:
     resources:
         **wf.stage_resources(config, "gpu", mem_mb=4000),
     shell:
-        "OMP_NUM_THREADS={threads} imagenet-t2i shards --config {CFG} --images {input.images} --captions {input.captions} "
+        "OMP_NUM_THREADS={threads} imagenet-t2i shards --config {CFG} --images {input.images} --captions {params.captions} "
         "--chunk {wildcards.chunk} --resolution {params.resolution} --out {output} > {log} 2>&1"
 
 

@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--scorer", "--images", "--out"):
         sp.add_argument(a, required=True)
     sp.add_argument("--net", help="scorer world: the trained scorer's folder")
+    sp.add_argument("--prompts", help="scorer pickscore: the sampled prompts, one a line (eval/aesthetic/prompts.txt)")
     dp = group("dpg", "DPG-Bench: benchmark, sampling, perception, official scoring")
     sp = leaf(dp, "benchmark", "dpg:cmd_dpg_benchmark", "write the tiny world's DPG-style prompts and questions")
     sp.add_argument("--out", required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from imagenet_t2i.cli.common import config_of, provenance
@@ -43,16 +44,53 @@ def cmd_aesthetic_train_net(args: argparse.Namespace) -> None:
 def cmd_aesthetic_score(args: argparse.Namespace) -> None:
     from imagenet_t2i.evaluation.aesthetic.score import write_scores
 
-    config = config_of(args.config)
-    if args.scorer not in _spec(config)["scorers"]:
-        raise ConfigError(f"config key 'aesthetic.scorers': '{args.scorer}' is not one of {_spec(config)['scorers']}")
+    config = config_of(args.config, gpu=args.scorer != "world")
+    spec = _spec(config)
+    if args.scorer not in spec["scorers"]:
+        raise ConfigError(f"config key 'aesthetic.scorers': '{args.scorer}' is not one of {spec['scorers']}")
     t0 = time.time()
     if args.scorer == "world":
         from imagenet_t2i.evaluation.aesthetic.world_scorer import world_scores
 
         if not args.net:
             raise ConfigError("scorer world: --net (the trained scorer's folder, eval/aesthetic_net) is required")
-        result = write_scores(args.images, args.scorer, lambda paths: world_scores(args.net, paths), args.out)
-        inputs = {"images": args.images, "net": args.net}
+        score, inputs = (lambda paths: world_scores(args.net, paths)), {"net": args.net}
+    else:
+        score, inputs = clip_scorer(config, args.scorer, args.prompts)
+    result = write_scores(args.images, args.scorer, score, args.out)
     print(f"{args.out}: {args.scorer} mean {result['mean']:.4f} over {result['n']} samples")
-    provenance("aesthetic_score", {"scorer": args.scorer}, inputs, args.out, t0)
+    provenance("aesthetic_score", {"scorer": args.scorer, "weights": spec["weights"]},
+               {"images": args.images, **inputs}, args.out, t0)
+
+
+def clip_scorer(config: dict, scorer: str,
+                prompts_file: str | None) -> tuple[Callable[[list[Path]], list[float]], dict[str, str]]:
+    """PickScore or LAION Aesthetics v2 over sample paths (the sampler's ``NNN_MM.png``: prompt NNN); the scoring
+    function and what it reads."""
+    import re
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from imagenet_t2i.evaluation.aesthetic import clip_scorers
+    from imagenet_t2i.weights import weights_file, weights_location
+
+    names = config["aesthetic"]["weights"]
+
+    def pixels(paths: list[Path]) -> torch.Tensor:  # (N, 3, H, W) uint8
+        return torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])).permute(0, 3, 1, 2)
+
+    if scorer == "laion_aesthetics":
+        clip, head = weights_location(config, names["clip"]), weights_file(config, names["laion_aesthetics"])
+        return (lambda paths: clip_scorers.laion_aesthetics(clip, head, pixels(paths))), {"clip": clip, "head": head}
+    if not prompts_file:
+        raise ConfigError("scorer pickscore: --prompts (eval/aesthetic/prompts.txt) is required")
+    prompts = [line.strip() for line in Path(prompts_file).read_text().splitlines() if line.strip()]
+    model, tokenizer = (weights_location(config, names[k]) for k in ("pickscore", "pickscore_tokenizer"))
+
+    def score(paths: list[Path]) -> list[float]:
+        texts = [prompts[int(re.match(r"(\d+)_", p.name).group(1))] for p in paths]
+        return clip_scorers.pickscore(model, tokenizer, pixels(paths), texts)
+
+    return score, {"model": model, "tokenizer": tokenizer, "prompts": prompts_file}
