@@ -81,7 +81,7 @@ def test_every_command_names_a_function_of_its_stage_module():
     from imagenet_t2i.cli import command
 
     entries = command_specs()
-    assert len(entries) == 36 and {"train", "geneval score", "fd score", "table"} <= set(entries)
+    assert len(entries) == 39 and {"train", "geneval score", "aesthetic score", "table"} <= set(entries)
     for words, spec in entries.items():
         assert callable(command(spec)), words
     modules = {spec.split(":")[0] for spec in entries.values()}
