@@ -107,12 +107,26 @@ def set_images(config: dict, name: str) -> int:
     image): the synthetic world's counts, the fake ImageNet's, or ImageNet's."""
     src = config["source"]
     name = split_resolution(name)[0]
+    if name == "aesthetic" and config.get("aesthetic", {}).get("set", "world") != "world":
+        return aesthetic_folder_images(config["aesthetic"])
     split = name if name in ("train", "val") else "train"
     if src["backend"] == "synthetic":
         return src["num_train"] if split == "train" else src["num_val"]
     if src.get("fake"):
         return src["fake"]["classes"] * src["fake"][f"{split}_per_class"]
     return IMAGENET[split]
+
+
+def aesthetic_folder_images(spec: dict) -> int:
+    """Images of T-AES's fine-tune folder: ``aesthetic.images`` if set, else the rows of its captions.jsonl where the
+    folder is on this machine, else 0 (unknown: the cost says so)."""
+    if "images" in spec:
+        return spec["images"]
+    captions = Path(spec["set"]) / "captions.jsonl"
+    if not captions.is_file():
+        return 0
+    with open(captions) as f:
+        return sum(1 for line in f if line.strip())
 
 
 def per_rank_batch(global_batch: int, world_size: int, accumulation: int) -> int:

@@ -161,6 +161,10 @@ def cost(config: dict) -> dict:
     return {"runs": runs, "stages": stages, "rates": {k: {"per_gpu_s": round(v.images_per_gpu_s, 1),
                                                           "source": v.source} for k, v in RATES.items()},
             "side_scaling": SIDE_SCALING,
+            "not_counted": ([] if not any(split_resolution(s)[0] == "aesthetic" and not set_images(config, s)
+                                          for s, _ in shard_sets)
+                            else ["the aesthetic fine-tune set's encoding: its size is unknown until the folder is "
+                                  "there (aesthetic.images)"]),
             "assumed_bytes": {**BYTES, "text_tokens": TEXT_TOKENS},
             "total": {"gpu_hours": round(sum(s["gpu_hours"] for s in stages.values()), 1),
                       "disk_gb": round(sum(s["disk_gb"] for s in stages.values()), 1)}}
@@ -178,6 +182,7 @@ def format_cost(report: dict) -> str:
     lines += ["", "rates (per GPU; none measured on a GPU by this project yet):"]
     lines += [f"  {name}: {r['per_gpu_s']:,} /s: {r['source']}" for name, r in report["rates"].items()]
     lines += [f"  {report['side_scaling']}"]
+    lines += [f"not counted: {item}" for item in report["not_counted"]]
     lines += ["disk: PNG images at about 2 bytes per pixel, fp16 latents and unpadded fp16 text embeddings of "
               "200 (TA) or 8 (AIO) tokens (assumptions); perception and FID feature extraction are not counted"]
     return "\n".join(lines)
