@@ -22,9 +22,10 @@ def test_the_paper_costs_as_the_config_plans_it(capsys):
         if name in base:
             assert (run["steps"], run["global_batch"], run["images"]) == (500_000, 1024, 512_000_000)
             assert run["gpu_hours"] == round(512_000_000 / RATES["train"].images_per_gpu_s / 3600, 1)  # about 500
-        else:  # T-RES: 200k steps at 512, four times the pixels of an image at 256
-            assert (run["steps"], run["global_batch"], run["resolution"]) == (200_000, 1024, 512)
-            assert run["gpu_hours"] == round(4 * 204_800_000 / RATES["train"].images_per_gpu_s / 3600, 1)
+        else:  # T-RES: 200k steps at 512, four times the pixels of an image at 256; T-AES: its fine-tunes, 10k
+            steps = 10_000 if config["runs"][name].get("data") == "aesthetic" else 200_000
+            assert (run["steps"], run["global_batch"], run["resolution"]) == (steps, 1024, 512)
+            assert run["gpu_hours"] == round(4 * steps * 1024 / RATES["train"].images_per_gpu_s / 3600, 1)
     # TA captions of train, val, Crop and the five CutMix sets (all, half, quarter, ninth, sixteenth): about 9.0M
     assert report["stages"]["captions"]["images"] == 7 * IMAGENET["train"] + IMAGENET["val"]
     # shards: about 1 TB per TA set at 256 (seven sets and val), about 4x that for train and CutMix at 512

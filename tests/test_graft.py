@@ -100,7 +100,7 @@ def test_a_64px_run_trains_from_a_grafted_32px_run(tiny_shards, tmp_path, model)
     parent = tiny_run(model, augment="cutmix", steps=4)
     Trainer(parent, str(tiny_shards), str(runs / parent["name"]), str(tmp_path / "state_parent"))()
     child = tiny_run(model, augment="cutmix", steps=3, eval_checkpoints=[])
-    child.update(name=f"{model}_64", resolution=64, base_resolution=32, init_from=parent["name"])
+    child.update(name=f"{model}_64", resolution=64, base_resolution=32, init_from=parent["name"], init_resolution=32)
     if model == "cad_i":
         child["model"]["num_latents"] = 2 * TINY_MODELS["cad_i"]["num_latents"]
     result = Trainer(child, str(tiny_shards), str(runs / child["name"]), str(tmp_path / "state_child"))()
@@ -125,3 +125,25 @@ def test_a_run_started_at_its_parents_side_takes_the_weights_as_they_are(tmp_pat
     save_file(ema, str(tmp_path / "model.safetensors"))
     net2, ema2 = grafted_init("cad_i", tmp_path, model, graft_it=False)
     assert all(torch.equal(net2[k], network[k]) and torch.equal(ema2[k], ema[k]) for k in network)
+
+
+def test_a_parent_that_does_not_fit_stops_the_run_naming_the_tensor_and_restores_the_signal_handlers(tiny_shards,
+                                                                                                     tmp_path):
+    import signal
+
+    from safetensors.torch import save_file
+
+    from imagenet_t2i.train.loop import NETWORK_FILE
+
+    wrong = build_model("dit_i", in_channels=3, input_size=32, patch_size=4, hidden_size=16, depth=2, num_heads=2,
+                        text_dim=384).state_dict()  # another width than the child's
+    parent = tmp_path / "runs" / "parent" / "final"
+    parent.mkdir(parents=True)
+    for name in (NETWORK_FILE, "model.safetensors"):
+        save_file({k: v.contiguous() for k, v in wrong.items()}, str(parent / name))
+    child = tiny_run("dit_i", augment="cutmix", steps=2, eval_checkpoints=[])
+    child.update(name="child", resolution=64, base_resolution=32, init_from="parent", init_resolution=32)
+    before = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    with pytest.raises(ValueError, match="graft: .* has shape"):
+        Trainer(child, str(tiny_shards), str(tmp_path / "runs" / "child"), str(tmp_path / "state"))()
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -121,7 +121,6 @@ class Training:
                                      rank=rank, world_size=world)
                    for i, (role, name) in enumerate(sets.items())}
         uncond = load_uncond(self.shard_root / sets["train"])[0][0].to(acc.device)  # (L0, D)
-        stop_request = StopRequest(world)
         step, nonfinite, log, resumed_from, spent_s = 0, 0, [], [], 0.0
         inputs = {"model": cfg["model"], "seed": cfg["seed"],
                   "shards": {role: read_json(self.shard_root / name / "manifest.json")["fingerprint"]
@@ -138,7 +137,7 @@ class Training:
                 shutil.rmtree(self.state_dir / "checkpoints", ignore_errors=True)
             state = None
         if state is None and init_dir is not None:
-            same_side = cfg["resolution"] == cfg.get("init_resolution", cfg["resolution"])
+            same_side = cfg["resolution"] == cfg["init_resolution"]
             network, averaged = grafted_init(arch, init_dir, raw_model, graft_it=not same_side)
             raw_model.load_state_dict(network)
             ema.load_state_dict({"shadow": averaged})
@@ -202,6 +201,9 @@ class Training:
                 self._write_log(log)
             stop_request.barrier()
 
+        # Installed last, just before the try that restores them: a failure while setting up (a state or a parent's
+        # weights that do not load) leaves the process's handlers as they were.
+        stop_request = StopRequest(world)
         its = {r: iter(s) for r, s in streams.items()}
         report_every, report_s = max(1, total // 20), tcfg.get("report_every_s", 300)  # a progress line: 20 a run, or by time
         t_last = t_report = t_saved = wall0 = time.perf_counter()
