@@ -2,12 +2,15 @@
 captions apply.
 
 Each composite of the base set (its ``scenes.jsonl``) is rebuilt from the source images at the new side: CutMix
-with the same partner, pattern and box (every length times new side / base side), Crop with the same window
-(scaled; cut from the original with ``augment.crop.from_original``). The key is the base composite's, so the base
+with the same partner, pattern and box (every coordinate times new side / base side, rounded half up: exact at a
+multiple of the base side), Crop with the same window (scaled; cut from the original with
+``augment.crop.from_original``). The base side is the composites' own: ImageNet's are stored at 256 px whatever
+``source.resolution`` is. The key is the base composite's, so the base
 set's caption file captions the new one. A source image the base set skipped is skipped again.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,20 +37,22 @@ def base_records(base_dir: str | Path) -> tuple[str, int, dict[str, dict]]:
     return kinds.pop(), int(records[0]["size"]), {r["parents"][0]: r for r in records}
 
 
+def rescale(values: list[int], base: int, size: int) -> list[int]:
+    """Pixel coordinates at side ``base`` -> at side ``size`` (half-up rounding, as `geometry.scaled`)."""
+    return [int(math.floor(v * size / base + 0.5)) for v in values]
+
+
 def scaled_geometry(record: dict, size: int) -> CutMixGeometry:
     """A CutMix record's placement (``placed``, ``region``) at side ``size``."""
-    f = size // record["size"]
-    x, y, x2, _ = (v * f for v in record["placed"])
-    return CutMixGeometry(record["pattern"], size, x2 - x, x, y, tuple(v * f for v in record["region"]))
+    x, y, x2, _ = rescale(record["placed"], record["size"], size)
+    region = tuple(rescale(record["region"], record["size"], size))
+    return CutMixGeometry(record["pattern"], size, x2 - x, x, y, region)
 
 
 def rescaled_maker(source: SourceSplit, base_dir: str | Path,
                    from_original: bool = False) -> Callable[..., tuple[np.ndarray, dict] | str]:
     """Make source row i's composite as the base set made it (module docstring), at ``source.size``."""
     kind, base_size, records = base_records(base_dir)
-    if source.size % base_size:
-        raise ValueError(f"{base_dir}: a {base_size}-px set is made again at multiples of its side, not {source.size}")
-    f = source.size // base_size
     row_of = {key: i for i, key in enumerate(source.keys)}
 
     def make(i: int, img: np.ndarray, scene: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict] | str:
@@ -55,7 +60,7 @@ def rescaled_maker(source: SourceSplit, base_dir: str | Path,
         if base is None:
             return f"not in the base set {base_dir}"
         if kind == "crop":
-            x, y, x2, _ = (v * f for v in base["region"])
+            x, y, x2, _ = rescale(base["region"], base_size, source.size)
             out, rec = apply_crop(img, scene, (1.0, 1.0), rng, source.original(i) if from_original else None,
                                   window=(x, y, x2 - x))
             return out, {**rec, "key": base["key"], "parent_classes": [source.classes[i]]}
