@@ -448,3 +448,22 @@ def test_a_set_made_again_at_twice_the_side_keeps_partners_boxes_windows_and_key
             direct, _ = apply_crop(img, sources[parent], (1.0, 1.0), np.random.default_rng(0), window=(x, y, x2 - x))
         made = np.asarray(Image.open(tmp_path / f"{kind}_64px" / rows[key]["path"]).convert("RGB"))
         assert np.array_equal(made, direct)
+
+
+def test_a_cutmix_placement_scaled_to_any_side_stays_in_the_frame_and_is_exact_at_a_multiple():
+    """ImageNet's composites are stored at 256 px: a stage at another side scales their placement, down too (the
+    paper smoke's 128 px), with rounding that must not push the pasted square out of the frame."""
+    from imagenet_t2i.augment.rescale import scaled_geometry
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        g = cutmix_geometry("all", 256, rng)
+        record = {"size": 256, "pattern": g.pattern, "placed": [g.x, g.y, g.x + g.side, g.y + g.side],
+                  "region": list(g.rect)}
+        for side in (64, 100, 128, 512):
+            h = scaled_geometry(record, side)
+            x1, y1, x2, y2 = h.rect
+            assert 0 <= h.x and h.x + h.side <= side and 0 <= h.y and h.y + h.side <= side
+            assert 0 <= x1 < x2 <= side and 0 <= y1 < y2 <= side
+        h = scaled_geometry(record, 512)
+        assert (h.side, h.x, h.y, h.rect) == (2 * g.side, 2 * g.x, 2 * g.y, tuple(2 * v for v in g.rect))

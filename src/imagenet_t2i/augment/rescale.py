@@ -43,10 +43,14 @@ def rescale(values: list[int], base: int, size: int) -> list[int]:
 
 
 def scaled_geometry(record: dict, size: int) -> CutMixGeometry:
-    """A CutMix record's placement (``placed``, ``region``) at side ``size``."""
-    x, y, x2, _ = rescale(record["placed"], record["size"], size)
-    region = tuple(rescale(record["region"], record["size"], size))
-    return CutMixGeometry(record["pattern"], size, x2 - x, x, y, region)
+    """A CutMix record's placement (``placed``, ``region``) at side ``size``: the pasted square's side and corner
+    scaled, the corner kept inside the frame (rounding at a side that is no multiple of the base can push it out by a
+    pixel); the shown region is that square, or for ``half`` the scaled half."""
+    base, (x, y, x2, _) = record["size"], record["placed"]
+    side = rescale([x2 - x], base, size)[0]
+    x, y = (min(v, size - side) for v in rescale([x, y], base, size))
+    region = tuple(rescale(record["region"], base, size)) if record["pattern"] == "half" else (x, y, x + side, y + side)
+    return CutMixGeometry(record["pattern"], size, side, x, y, region)
 
 
 def rescaled_maker(source: SourceSplit, base_dir: str | Path,
