@@ -112,6 +112,11 @@ def test_a_64px_run_trains_from_a_grafted_32px_run(tiny_shards, tmp_path, model)
     state = torch.load(tmp_path / "state_child" / "last.pt", weights_only=False)
     assert set(state["inputs"]["init"]) == {"model.safetensors", "network.safetensors"}
     assert state["inputs"]["shards"].keys() == {"train", "cutmix"}
+    again = Trainer(child, str(tiny_shards), str(runs / child["name"]), str(tmp_path / "state_child"))()
+    assert again["resumed_from"] == [3]  # the same parent: the finished state is kept
+    Trainer(parent, str(tiny_shards), str(runs / parent["name"]), str(tmp_path / "state_parent_2"))()  # retrained
+    again = Trainer(child, str(tiny_shards), str(runs / child["name"]), str(tmp_path / "state_child"))()
+    assert again["finished"] and again["resumed_from"] == []  # a new parent: the child starts again from step 0
 
 
 def test_a_run_started_at_its_parents_side_takes_the_weights_as_they_are(tmp_path):

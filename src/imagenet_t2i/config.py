@@ -221,6 +221,12 @@ FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "
               "clip_score")
 
 
+# The aesthetic.weights keys each paper T-AES scorer loads (the world's scorer is trained by the pipeline).
+AESTHETIC_SCORER_WEIGHTS = {"pickscore": ("pickscore", "pickscore_tokenizer"),
+                            "laion_aesthetics": ("clip", "laion_aesthetics"), "hpsv21": ("hpsv21",),
+                            "imagereward": ("imagereward", "imagereward_med_config")}
+
+
 def _check_resolutions(config: dict) -> None:
     """``runs.<r>.resolution`` a multiple of the base side, ``init_from`` a run of the same architecture at a lower
     side (CAD-I: exactly half, the official graft's x2), and no FD metric of a run at another side than the
@@ -254,10 +260,8 @@ def _check_resolutions(config: dict) -> None:
         if spec.get("data") == "aesthetic" and not aesthetic:
             raise ConfigError(f"config key 'runs.{run}.data': 'aesthetic' needs the aesthetic block (set, prompts, "
                               "scorers; config/config.yaml has one)")
-    needs = {"pickscore": ("pickscore", "pickscore_tokenizer"), "laion_aesthetics": ("clip", "laion_aesthetics"),
-             "hpsv21": ("hpsv21",), "imagereward": ("imagereward", "imagereward_med_config")}
     for scorer in (aesthetic or {}).get("scorers", []):
-        for key in needs.get(scorer, ()):
+        for key in AESTHETIC_SCORER_WEIGHTS.get(scorer, ()):
             name = aesthetic.get("weights", {}).get(key)
             if name not in config.get("weights", {}):
                 raise ConfigError(f"config key 'aesthetic.weights.{key}': scorer {scorer} needs an entry of the "

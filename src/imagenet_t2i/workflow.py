@@ -14,9 +14,9 @@ import yaml
 
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.code_closure import code_hash, command_code
-from imagenet_t2i.config import (RELEASED_RUN, ConfigError, config_hash, evaluated_runs, load_schema, resolve_run,
-                                 run_resolution, run_shard_sets, set_images, split_resolution, uses_vllm,
-                                 validate_config)
+from imagenet_t2i.config import (AESTHETIC_SCORER_WEIGHTS, RELEASED_RUN, ConfigError, config_hash, evaluated_runs,
+                                 load_schema, resolve_run, run_resolution, run_shard_sets, set_images, split_resolution,
+                                 uses_vllm, validate_config)
 from imagenet_t2i.io import atomic_write
 
 
@@ -333,18 +333,12 @@ def set_resolution(config: dict, set_name: str) -> int:
     return split_resolution(set_name)[1] or config["source"]["resolution"]
 
 
-AESTHETIC_WEIGHTS = {"world": (), "pickscore": ("pickscore", "pickscore_tokenizer"),
-                     "laion_aesthetics": ("clip", "laion_aesthetics"), "hpsv21": ("hpsv21",),
-                     "imagereward": ("imagereward", "imagereward_med_config")}
-OFFICIAL_AESTHETIC = ("hpsv21", "imagereward")  # scored by the official packages in their own environments
-
-
 def aesthetic_scorer_inputs(config: dict, scorer: str) -> list[str]:
     """What an aesthetic scorer reads besides the samples: the world's trained net, or the weights it loads."""
     if scorer == "world":
         return [f"{results_dir(config)}/eval/aesthetic_net"]
     names = config.get("aesthetic", {}).get("weights", {})
-    return named_weights(config, *(names.get(k) for k in AESTHETIC_WEIGHTS[scorer]))
+    return named_weights(config, *(names.get(k) for k in AESTHETIC_SCORER_WEIGHTS[scorer]))
 
 
 def official_aesthetic_args(config: dict, scorer: str) -> str:

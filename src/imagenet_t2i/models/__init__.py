@@ -20,10 +20,10 @@ from imagenet_t2i.models.base import T2IModel
 from imagenet_t2i.models.cad_i import CADI
 from imagenet_t2i.models.dit_i import DiTI
 from imagenet_t2i.models.registry import (ARCHS, BY_CLASS_NAME, META_BUILD_BYTES, SIZES, build_model, count_parameters,
-                                          load_pretrained, model_class, save_pretrained, unwrap_model)
+                                          load_pretrained, model_class, save_pretrained, save_weights, unwrap_model)
 
 __all__ = ["ARCHS", "BY_CLASS_NAME", "CADI", "META_BUILD_BYTES", "SIZES", "DiTI", "T2IModel", "build_model",
-           "count_parameters", "load_pretrained", "model_class", "save_pretrained", "unwrap_model",
+           "count_parameters", "load_pretrained", "model_class", "save_pretrained", "save_weights", "unwrap_model",
            "DiTIModel", "CADIModel"]
 
 DIFFUSERS_NAMES = ("DiTIModel", "CADIModel")  # in .diffusers_models, imported on first use (module __getattr__)

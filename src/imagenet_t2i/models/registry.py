@@ -73,13 +73,19 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Write a run folder: ``folder/model.safetensors`` and ``folder/config.json`` (`T2IModel.config_json`), each
-    atomically. Compile/DDP wrappers are unwrapped, so keys never carry their prefixes."""
-    folder, model = Path(folder), unwrap_model(model)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_write(folder / RUN_WEIGHTS_NAME, "wb") as f:
+def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """``model``'s state dict as one safetensors file, atomically; compile/DDP wrappers unwrapped, so keys never
+    carry their prefixes."""
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    with atomic_write(path, "wb") as f:
         f.write(save(state))
+
+
+def save_pretrained(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Write a run folder: ``folder/model.safetensors`` (`save_weights`) and ``folder/config.json``
+    (`T2IModel.config_json`), each atomically."""
+    folder, model = Path(folder), unwrap_model(model)
+    save_weights(model, folder / RUN_WEIGHTS_NAME)
     with atomic_write(folder / CONFIG_NAME) as f:
         f.write(model.config_json())
 

@@ -19,6 +19,7 @@ from PIL import Image
 from imagenet_t2i.config import FD_METRICS
 from imagenet_t2i.io import atomic_write, read_json
 from imagenet_t2i.paper.reference import ReferenceValues, load_reference
+from imagenet_t2i.paper.tables import metric_value, score_file
 from imagenet_t2i.provenance import make_record, write_record
 
 STEP_FILE = re.compile(r"^step-(\d+)\.json$")
@@ -260,8 +261,6 @@ def figure_bubble(figure_id: str, spec: Mapping, results_root: str | os.PathLike
     T-GENEVAL / T-DPG; a model without one is left out and named in the record).
 
     spec: {title?, runs: [{label, runs}], references: [model], note?}. Returns {png, pdf, points, left_out}."""
-    from imagenet_t2i.paper.tables import metric_value, score_file
-
     t0 = time.time()
     root, ref = Path(results_root), reference or load_reference()
     fig = Figure(figsize=(10, 4.2))

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from imagenet_t2i.config import per_rank_batch, run_shard_sets
 from imagenet_t2i.diffusion.objective import AugmentSource, Batch, diffusion_loss
-from imagenet_t2i.io import atomic_write, read_json, sha256_file, write_json
+from imagenet_t2i.io import atomic_write, read_json, write_json
 from imagenet_t2i.malloc import keep_freed_memory
-from imagenet_t2i.models import build_model, count_parameters, save_pretrained
+from imagenet_t2i.models import build_model, count_parameters, save_pretrained, save_weights
 from imagenet_t2i.models.base import OBJECTIVE_FILE, RUN_WEIGHTS_NAME
 from imagenet_t2i.shards.reader import ShardStream, load_uncond
 from imagenet_t2i.train.distributed import StopRequest, make_accelerator
@@ -297,7 +297,7 @@ class Training:
             return summary()
         if main:
             self._save_weights(raw_model, ema, self.out_dir / "final")
-            save_network(raw_model, self.out_dir / "final")
+            save_weights(raw_model, self.out_dir / "final" / NETWORK_FILE)  # the raw network too: a graft reads both
             self._write_log(log)
         stop_request.barrier()
         return summary(parameters=n_params, final_loss=log[-1]["loss"] if log else math.nan)
@@ -330,20 +330,14 @@ class Training:
 NETWORK_FILE = "network.safetensors"  # beside final/'s EMA weights: the raw network, which a graft also reads
 
 
-def save_network(model: torch.nn.Module, folder: Path) -> None:
-    """The raw (not averaged) weights of ``model`` as ``folder/network.safetensors``, atomically."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_write(folder / NETWORK_FILE, "wb") as f:
-        f.write(save(state))
-
-
 def init_fingerprint(folder: Path) -> dict:
-    """What a grafted run starts from: the sha256 of the parent run's final weights (a retrained parent restarts it)."""
+    """What a run started from another starts from: the size and write time of the parent's final weights (a
+    retrained parent writes new files and restarts it), from a stat per file on every rank, not a read of gigabytes."""
     missing = [n for n in (RUN_WEIGHTS_NAME, NETWORK_FILE) if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {missing}: runs.<run>.init_from needs the parent run's final weights "
                                 "(a run trained before grafting existed has no network.safetensors: retrain it)")
-    return {n: sha256_file(folder / n) for n in (RUN_WEIGHTS_NAME, NETWORK_FILE)}
+    return {n: [(folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in (RUN_WEIGHTS_NAME, NETWORK_FILE)}
 
 
 def grafted_init(arch: str, folder: Path, model: torch.nn.Module, graft_it: bool = True) -> tuple[dict, dict]:
