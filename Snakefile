@@ -56,5 +56,4 @@ rule reproduce_all:
     input:
         wf.data_targets(config),
         expand(f"{R}/samples/{{run}}/grid.png", run=config["runs"]),
-        wf.denoise_targets(config),
         wf.paper_targets(config),

@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from imagenet_t2i.config import ConfigError, load_config, resolve_run, run_shard_sets, validate_config
+from imagenet_t2i.config import ConfigError, grid_figure, load_config, resolve_run, run_shard_sets, validate_config
 
 from .conftest import REPO
 
@@ -42,6 +42,9 @@ def test_defaults_are_filled():
          "runs.dit_i_ta_cutmix_64.init_from"),
         (lambda c: c["tables"]["T-RES"]["metrics"].append("fd"), "tables.T-RES.rows.1"),
         (lambda c: c["runs"]["dit_i_ta"].__setitem__("optimizer", "res_128"), "train.optimizer.res_128"),
+        (lambda c: c["figures"]["F-GALLERY"].__setitem__("runs", ["dit_i_tta"]), "figures.F-GALLERY.runs"),
+        (lambda c: c["figures"]["F-GALLERY"].__setitem__("prompts", [0, 8]), "figures.F-GALLERY.prompts"),
+        (lambda c: c["figures"]["F-QUAL"].__setitem__("prompts", [9]), "figures.F-QUAL.prompts"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(edit, key):
@@ -49,6 +52,13 @@ def test_bad_config_is_rejected_naming_the_key(edit, key):
     edit(config)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate_config(config)
+
+
+def test_the_gallery_shows_every_run_and_prompt_unless_told_otherwise():
+    config = load_config(DEFAULT)
+    runs, prompts = grid_figure(config, "F-GALLERY")
+    assert runs == list(config["runs"]) and prompts == list(range(len(config["sample"]["grid_prompts"])))
+    assert grid_figure(config, "F-QUAL") == (config["figures"]["F-QUAL"]["runs"], config["figures"]["F-QUAL"]["prompts"])
 
 
 def test_resolve_run_merges_optimizer_and_steps():

@@ -72,8 +72,15 @@ def test_reproduce_all_builds_every_run_and_grid(smoke):
     geneval = {r["row"]: r for r in csv.DictReader(open(results / "tables" / "T-GENEVAL.csv"))}
     assert geneval["SD v1.5"]["geneval_single_object paper (reported)"] == "0.97"
     assert "DiT-I TA+CutMix+Crop" in (results / "tables" / "T-IA.md").read_text()
-    for fig in ("F-OVERFIT", "F-QUAL"):
+    for fig in ("F-OVERFIT", "F-QUAL", "F-GALLERY"):
         assert (results / "figures" / f"{fig}.png").stat().st_size > 1000
+    gallery = read_json(results / "figures" / "F-GALLERY.png.prov.json")  # default: every run, every grid prompt
+    assert sorted(gallery["config"]["runs"]) == sorted(config["runs"])
+    assert gallery["config"]["prompts"] == config["sample"]["grid_prompts"]
+    assert len(gallery["inputs"]) == len(config["runs"]) * len(config["sample"]["grid_prompts"])
+    # a denoising profile only where a target draws one (T-IA's x0_mse column), not for every run
+    assert (results / "eval" / "dit_i_ta" / "denoise_profile.json").is_file()
+    assert not (results / "eval" / "dit_i_ta_64" / "denoise_profile.json").exists()
     # every sampling job read its prompt-embedding cache, none the text encoder
     for sampled, cache in (("eval/dit_i_ta/geneval/images/provenance.json", "geneval"),
                            ("eval/cad_i_aio/dpg/grids/provenance.json", "dpg"),
@@ -178,7 +185,9 @@ def test_job_times_reads_the_run_log(smoke):
     durations = job_times["job_seconds"](log)
     trained = durations["train"] + durations["train_from"]  # the resolution stage's rule
     assert len(trained) == len(config["runs"]) and all(t >= 0 for t in trained)
-    assert len(durations["denoise_profile"]) == len(config["runs"])
+    assert len(durations["sample_grid"]) == len(config["runs"])
+    profiled = {r for row in config["tables"]["T-IA"]["rows"] for r in row["runs"]}  # T-IA has x0_mse; F-DENOISE's
+    assert len(durations["denoise_profile"]) == len(profiled)                       # runs are among them
     walls = job_times["provenance_wall"](workdir / "results" / "smoke")
     assert len(walls["train"]) == len(config["runs"]) and min(walls["train"]) > 0
 

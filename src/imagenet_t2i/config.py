@@ -99,6 +99,16 @@ def expand_replicates(config: dict) -> None:
         entry["runs"] = widen(entry["runs"])
 
 
+GRID_FIGURES = ("F-QUAL", "F-GALLERY")  # figures of sample images: runs x grid prompts, from samples/<run>/images
+
+
+def grid_figure(config: dict, figure: str) -> tuple[list[str], list[int]]:
+    """(runs, indices into sample.grid_prompts) of a grid figure; F-GALLERY's default: every run, every prompt."""
+    spec = config.get("figures", {}).get(figure) or {}
+    return (list(spec.get("runs") or config["runs"]),
+            list(spec.get("prompts") or range(len(config["sample"]["grid_prompts"]))))
+
+
 IMAGENET = {"train": 1_281_167, "val": 50_000}  # ILSVRC-2012 images per split
 
 
@@ -188,14 +198,15 @@ def _check_references(config: dict) -> None:
         for r in entry["runs"]:
             if r not in runs:
                 raise ConfigError(f"config key 'figures.F-BUBBLE.runs.{i}': unknown run '{r}'")
-    qual = config.get("figures", {}).get("F-QUAL")
-    if qual:
-        for r in qual["runs"]:
-            if r not in runs:
-                raise ConfigError(f"config key 'figures.F-QUAL.runs': unknown run '{r}'")
-        for i in qual["prompts"]:
-            if i >= len(config["sample"]["grid_prompts"]):
-                raise ConfigError(f"config key 'figures.F-QUAL.prompts': index {i} past sample.grid_prompts")
+    for fid in GRID_FIGURES:
+        spec = config.get("figures", {}).get(fid)
+        if spec:
+            for r in spec.get("runs", []):
+                if r not in runs:
+                    raise ConfigError(f"config key 'figures.{fid}.runs': unknown run '{r}'")
+            for i in spec.get("prompts", []):
+                if i >= len(config["sample"]["grid_prompts"]):
+                    raise ConfigError(f"config key 'figures.{fid}.prompts': index {i} past sample.grid_prompts")
     for fid in ("F-OVERFIT", "F-DENOISE"):
         for p, panel in enumerate(config.get("figures", {}).get(fid, {}).get("panels", [])):
             for line in panel.get("lines", []):

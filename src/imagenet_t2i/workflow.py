@@ -15,8 +15,8 @@ import yaml
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.code_closure import code_hash, command_code
 from imagenet_t2i.config import (AESTHETIC_SCORER_WEIGHTS, RELEASED_RUN, ConfigError, config_hash, evaluated_runs,
-                                 load_schema, resolve_run, run_resolution, run_shard_sets, set_images, split_resolution,
-                                 uses_vllm, validate_config)
+                                 grid_figure, load_schema, resolve_run, run_resolution, run_shard_sets, set_images,
+                                 split_resolution, uses_vllm, validate_config)
 from imagenet_t2i.io import atomic_write
 
 
@@ -523,11 +523,6 @@ def denoise_shards(config: dict, run: str) -> str:
     return run_shards(config, run)[0]
 
 
-def denoise_targets(config: dict) -> list[str]:
-    """The denoising profile of every run (cheap: one forward pass per sample and noise level)."""
-    return [f"{results_dir(config)}/eval/{run}/denoise_profile.json" for run in config["runs"]]
-
-
 def denoise_inputs(config: dict) -> list[str]:
     """Profiles F-DENOISE draws."""
     return sorted(f"{results_dir(config)}/eval/{run}/denoise_profile.json"
@@ -543,9 +538,10 @@ def bubble_inputs(config: dict) -> list[str]:
                                                       f"runs/{run}/provenance.json")]
 
 
-def qual_inputs(config: dict) -> list[str]:
-    spec = config.get("figures", {}).get("F-QUAL")
-    return [f"{results_dir(config)}/samples/{run}/grid.png" for run in spec["runs"]] if spec else []
+def grid_figure_inputs(config: dict, figure: str) -> list[str]:
+    """The sample grids a grid figure (F-QUAL, F-GALLERY) is cut from."""
+    runs, _ = grid_figure(config, figure)
+    return [f"{results_dir(config)}/samples/{run}/grid.png" for run in runs]
 
 
 def paper_targets(config: dict) -> list[str]:

@@ -42,20 +42,22 @@ rule figure_overfit:
 
 
 rule figure_qual:
-    """F-QUAL: TA vs TA+IA samples on the same prompts."""
+    """F-QUAL (TA vs TA+IA on the same prompts) or F-GALLERY (every run, every grid prompt): sample images."""
     input:
-        wf.qual_inputs(config),
+        lambda w: wf.grid_figure_inputs(config, w.grids),
     output:
-        png=report(f"{R}/figures/F-QUAL.png", caption="../report/figure.rst", category="Figures"),
-        pdf=f"{R}/figures/F-QUAL.pdf",
-        prov=report(f"{R}/figures/F-QUAL.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
+        png=report(f"{R}/figures/{{grids}}.png", caption="../report/figure.rst", category="Figures"),
+        pdf=f"{R}/figures/{{grids}}.pdf",
+        prov=report(f"{R}/figures/{{grids}}.png.prov.json", caption="../report/provenance.rst", category="Provenance"),
+    wildcard_constraints:
+        grids="F-QUAL|F-GALLERY",
     params:
         code=wf.code(config, "figure"),
-        spec=wf.output_settings(config.get("figures", {}).get("F-QUAL")),
+        spec=lambda w: wf.output_settings(config.get("figures", {}).get(w.grids)),
     log:
-        f"{R}/logs/figure_F-QUAL.log",
+        f"{R}/logs/figure_{{grids}}.log",
     shell:
-        "imagenet-t2i figure --config {CFG} --figure F-QUAL --out {output.png} > {log} 2>&1"
+        "imagenet-t2i figure --config {CFG} --figure {wildcards.grids} --out {output.png} > {log} 2>&1"
 
 
 rule figure_denoise:

@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--table", required=True)
     sp.add_argument("--out", required=True, help="results/<cfg>/tables/<id>.csv")
     sp = add("figure", "paper:cmd_figure", "build one paper figure (PNG + PDF)")
-    sp.add_argument("--figure", choices=["F-OVERFIT", "F-QUAL", "F-BUBBLE", "F-DENOISE"], required=True)
+    sp.add_argument("--figure", choices=["F-OVERFIT", "F-QUAL", "F-GALLERY", "F-BUBBLE", "F-DENOISE"], required=True)
     sp.add_argument("--out", required=True, help="results/<cfg>/figures/<id>.png")
     sp = sub.add_parser("audit", help="trace a table back to its inputs and re-hash them",
                         description="trace every cell of a table back through provenance records and re-hash")

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from imagenet_t2i.cli.common import config_of
-from imagenet_t2i.config import ConfigError
+from imagenet_t2i.config import ConfigError, grid_figure
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -37,6 +37,8 @@ def cmd_figure(args: argparse.Namespace) -> None:
         print(f"{args.out}: left out {result['left_out'] or 'nothing'}")
         return
     prompts = config["sample"]["grid_prompts"]
+    runs, indices = grid_figure(config, args.figure)
     images = {(run, prompts[i]): root / "samples" / run / "images" / f"{i:03d}_00.png"  # first sample of prompt i
-              for i in spec["prompts"] for run in spec["runs"]}
-    figure_qual(images, args.out, title="TA vs TA+IA, same prompts and seeds")
+              for i in indices for run in runs}
+    default = "TA vs TA+IA, same prompts and seeds" if args.figure == "F-QUAL" else "Every run, same prompts and seeds"
+    figure_qual(images, args.out, title=spec.get("title", default), figure_id=args.figure)
