@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import REPO
@@ -52,10 +53,34 @@ def test_tiny_world_scripts_run_on_real_shards(tiny_shards):
     assert "stream train_ta:" in out and "cpu_ms/step" in out
     row = next(line.split() for line in out.splitlines() if line.startswith("dit_i_ta "))
     assert row[1:3] == ["3", "32"] and float(row[-1]) > 0
-    out = _run("tiny_sweep.py", "dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8", "--shards", str(tiny_shards),
-               "--config", config)
+    out = _run("tiny_sweep.py", "dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow",
+               "--shards", str(tiny_shards), "--config", config, "--single-samples", "1")
     rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.startswith(("dit_i,", "cad_i,")) and not line.split()[0].endswith(":")}  # the table, not the log
-    assert set(rows) == {"dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8"}
+    assert set(rows) == {"dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow"}
     assert rows["dit_i,steps=2"][1:3] == ["2", "347,760"]  # steps, parameters of the default tiny DiT-I
-    assert 0 <= float(rows["dit_i,steps=2"][5]) <= 1  # colour probe accuracy
+    for row in rows.values():
+        assert 0 <= float(row[5]) <= 1 and 0 <= float(row[6]) <= 1  # colour probe, single_object
+    assert "single_object chance 0.167" in out
+
+
+def test_the_sweeps_single_object_score_follows_the_scoring_rules():
+    """Drawn by the world itself, the prompted shape counts; another shape of the same colour does not."""
+    import runpy
+
+    from imagenet_t2i.evaluation.geneval.prompts import generate_prompts
+    from imagenet_t2i.world.render import render_scene
+
+    sweep = runpy.run_path(str(REPO / "benchmarks" / "tiny_sweep.py"))
+    rows = [r for r in generate_prompts(["circle", "square", "cross"]) if r["tag"] == "single_object"]
+
+    def drawn(cls: str, i: int) -> np.ndarray:
+        scene = {"key": f"k{i}", "size": 32, "backgrounds": ["gray"],
+                 "objects": [{"class": cls, "color": "red", "box": [6, 7, 26, 27]}]}
+        return render_scene(scene)
+
+    right = [drawn(r["include"][0]["class"], i) for i, r in enumerate(rows) for _ in range(2)]
+    assert sweep["single_object_score"](right, rows, 2) == 1.0
+    wrong = {"circle": "cross", "square": "cross", "cross": "circle"}
+    images = [drawn(wrong[r["include"][0]["class"]], i) for i, r in enumerate(rows) for _ in range(2)]
+    assert sweep["single_object_score"](images, rows, 2) == 0.0

@@ -45,9 +45,22 @@ def test_sample_scene_record_matches_format():
         assert size_label((x2 - x1) / 32) == obj["size"]
 
 
+def test_a_world_of_large_objects_only_and_the_default_drawing_all_three_sizes():
+    """source.sizes: the categories drawn; all three (the default) draws the scenes it always drew."""
+    default = [sample_scene(np.random.default_rng(i), f"k{i}", 32, **ALL) for i in range(200)]
+    explicit = [sample_scene(np.random.default_rng(i), f"k{i}", 32, **ALL, sizes=["small", "medium", "large"])
+                for i in range(200)]
+    assert default == explicit and {s["objects"][0]["size"] for s in default} == set(SIZE_RANGES)
+    large = [sample_scene(np.random.default_rng(i), f"k{i}", 32, **ALL, sizes=["large"]) for i in range(200)]
+    assert {s["objects"][0]["size"] for s in large} == {"large"}
+    lo, hi = SIZE_RANGES["large"]
+    assert all(lo * 32 - 0.02 <= s["objects"][0]["box"][2] - s["objects"][0]["box"][0] <= hi * 32 for s in large)
+
+
 @pytest.mark.parametrize("kind,kwargs", [("classes", {"classes": ["circle", "hexagon"]}),
                                          ("colors", {"colors": ["red", "teal"]}),
-                                         ("backgrounds", {"backgrounds": ["sky"]})])
+                                         ("backgrounds", {"backgrounds": ["sky"]}),
+                                         ("sizes", {"sizes": ["huge"]})])
 def test_unknown_names_raise_clear_errors(kind, kwargs):
     args = {**ALL, **kwargs}
     with pytest.raises(ValueError, match=f"unknown {kind}.*valid {kind}"):

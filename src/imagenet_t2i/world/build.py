@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from imagenet_t2i.io import read_json, read_jsonl, staged_folder, write_json, write_jsonl
 from imagenet_t2i.world.folder import save_image
-from imagenet_t2i.world.palette import BACKGROUNDS, COLORS, check_names
+from imagenet_t2i.world.palette import BACKGROUNDS, COLORS, SIZE_RANGES, check_names
 from imagenet_t2i.world.render import render_scene, sample_scene
 from imagenet_t2i.world.shapes import DEFAULT_CLASSES, SHAPES
 
@@ -26,6 +26,7 @@ def build_split(
     backgrounds: Sequence[str] = tuple(BACKGROUNDS),
     progress: bool = True,
     antialias: bool = True,
+    sizes: Sequence[str] = tuple(SIZE_RANGES),
 ) -> list[dict]:
     """Render ``num_images`` scenes into ``out_dir`` and return their scene records.
 
@@ -45,7 +46,7 @@ def build_split(
         for i in tqdm(range(num_images), desc=f"render {split}", disable=not progress):
             key = f"{split}_{i:06d}"
             rng = np.random.default_rng([seed, split_seed, i])
-            scene = sample_scene(rng, key, size, [classes[i % len(classes)]], colors, backgrounds)
+            scene = sample_scene(rng, key, size, [classes[i % len(classes)]], colors, backgrounds, sizes)
             save_image(render_scene(scene, antialias=antialias), tmp / f"{key}.png")
             scenes.append(scene)
             index.append({"key": key, "class": scene["objects"][0]["class"], "path": f"images/{key}.png"})

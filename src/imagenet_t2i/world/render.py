@@ -29,14 +29,16 @@ def sample_scene(
     classes: Sequence[str],
     colors: Sequence[str],
     backgrounds: Sequence[str],
+    sizes: Sequence[str] = tuple(SIZE_RANGES),
 ) -> dict:
-    """Draw one single-object scene record: class, colour, size category, position, background."""
+    """Draw one single-object scene record: class, colour, size category (one of ``sizes``), position, background."""
     classes = check_names("classes", classes, SHAPES)
     colors = check_names("colors", colors, COLORS)
     backgrounds = check_names("backgrounds", backgrounds, BACKGROUNDS)
+    sizes = check_names("sizes", sizes, SIZE_RANGES)
     cls = classes[rng.integers(len(classes))]
     color = colors[rng.integers(len(colors))]
-    size_name = list(SIZE_RANGES)[rng.integers(len(SIZE_RANGES))]
+    size_name = sizes[rng.integers(len(sizes))]
     lo, hi = SIZE_RANGES[size_name]
     side = float(np.floor(rng.uniform(lo, hi) * size * 100) / 100)  # rounded down to 0.01 px
     x1 = min(round(float(rng.uniform(0, size - side)), 2), size - side)
