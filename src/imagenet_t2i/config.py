@@ -166,6 +166,8 @@ def _check_cluster(config: dict) -> None:
 
 
 def _check_references(config: dict) -> None:
+    from imagenet_t2i.paper.comparisons import check_compare  # imports this module
+
     for run, spec in config["runs"].items():
         if spec["model"] not in config["models"]:
             raise ConfigError(f"config key 'runs.{run}.model': unknown model '{spec['model']}' "
@@ -194,6 +196,7 @@ def _check_references(config: dict) -> None:
                                       "eval.released (weights, guidance, clamp, steps) to evaluate it")
                 if r not in evaluated_runs(config):
                     raise ConfigError(f"config key 'tables.{tid}.rows.{i}.runs': unknown run '{r}'")
+        check_compare(tid, table)
     for i, entry in enumerate(config.get("figures", {}).get("F-BUBBLE", {}).get("runs", [])):
         for r in entry["runs"]:
             if r not in runs:

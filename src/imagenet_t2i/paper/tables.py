@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from imagenet_t2i.config import FD_METRICS
 from imagenet_t2i.evaluation.diagnostics.denoise_metrics import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
+from imagenet_t2i.paper import comparisons
 from imagenet_t2i.paper.reference import NOT_REPORTED, Claim, ReferenceValues, Reported, load_reference
 from imagenet_t2i.provenance import make_record, write_record
 
@@ -137,6 +138,7 @@ class Table:
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     unreported: str | None = None  # why the cells without a reported value have none (the reference file's status)
+    compared: list[comparisons.Comparison] = field(default_factory=list)  # the spec's claims tested on its rows
 
 
 def _check_spec(table_id: str, spec: Mapping) -> None:
@@ -158,6 +160,7 @@ def _check_spec(table_id: str, spec: Mapping) -> None:
         if row["label"] in labels:
             raise ValueError(f"{where}: row label {row['label']!r} appears twice")
         labels.add(row["label"])
+    comparisons.check_compare(table_id, spec)
 
 
 def _row_keys(row: Mapping) -> list[str]:
@@ -240,8 +243,10 @@ def collect(table_id: str, spec: Mapping, results_root: str | os.PathLike,
         cells = {m: Cell([], [], reference.reported(table_id, key, m)) for m in metrics}
         if any(c.reported for c in cells.values()):
             rows.append(TableRow(key, [], cells, baseline=True))
+    values = {(row.label, m): row.cells[m].values for row in rows if not row.baseline for m in metrics}
     return Table(table_id, str(spec.get("title", table_id)), metrics, rows, reference.claims(table_id),
-                 list(feature_nets), notes=list(spec.get("notes", [])), unreported=reference.unreported(table_id))
+                 list(feature_nets), notes=list(spec.get("notes", [])), unreported=reference.unreported(table_id),
+                 compared=comparisons.compare(spec, values))
 
 
 def _header(table: Table) -> list[str]:
@@ -310,6 +315,7 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
                   + "; ".join(f"`{n}`" for n in table.feature_nets)]
     if table.notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in table.notes]
+    lines += comparisons.markdown(table.compared)
     if table.claims:
         lines += ["", "Reported claims (not cell values):"] + [f"- {c.text} ({c.source})" for c in table.claims]
     if sources := _sources(table):
@@ -379,6 +385,7 @@ def build_table(table_id: str, spec: Mapping, results_root: str | os.PathLike, o
                 for row in table.rows for m, c in row.cells.items() if c.reported}
     record = make_record("paper", {"table": table_id, "spec": json.loads(json.dumps(spec))}, inputs,
                          list(table.files.values()), time.time() - t0,
-                         {"table_id": table_id, "cells": cells, "reported": reported})
+                         {"table_id": table_id, "cells": cells, "reported": reported,
+                          "compared": [{**asdict(c), "difference": c.difference} for c in table.compared]})
     write_record(table.files[".csv"], record)
     return table
