@@ -93,6 +93,23 @@ def test_paper_config_keeps_the_official_cad_i_recipe():
     assert paper["train"]["ema"]["decay"] == 0.0001 and paper["seed"] == 3407
 
 
+def test_a_run_kept_out_of_the_replicates_is_trained_once():
+    """T-CM's extra patterns at one seed beside 3-seed rows: only the replicated runs are repeated."""
+    config = yaml.safe_load(DEFAULT.read_text())
+    config["replicates"] = [0, 1, 2]
+    config["runs"]["dit_i_ta_cm_half"]["replicated"] = False
+    validate_config(config)
+    assert "dit_i_ta_cm_half_s1" not in config["runs"] and "dit_i_ta_cm_quarter_s1" in config["runs"]
+    rows = {row["label"]: row["runs"] for row in config["tables"]["T-CM"]["rows"]}
+    assert rows["CM 1/2"] == ["dit_i_ta_cm_half"]
+    assert rows["CM all (tau 0.4)"] == ["dit_i_ta_cutmix", "dit_i_ta_cutmix_s1", "dit_i_ta_cutmix_s2"]
+    config = yaml.safe_load(DEFAULT.read_text())  # a replicated child of a run trained once starts from that run
+    config["replicates"] = [0, 1]
+    config["runs"]["dit_i_ta_cutmix"]["replicated"] = False
+    validate_config(config)
+    assert config["runs"]["dit_i_ta_cutmix_64_s1"]["init_from"] == "dit_i_ta_cutmix"
+
+
 def test_replicates_add_seeded_runs_and_widen_table_rows():
     config = yaml.safe_load(DEFAULT.read_text())
     config["replicates"] = [0, 1, 2]

@@ -73,14 +73,15 @@ def replicate_name(run: str, seed: int, first: int) -> str:
 
 
 def expand_replicates(config: dict) -> None:
-    """Repeat every run over ``replicates`` seeds (``<run>_s<seed>``) and let table rows and figure
-    lines average them. Idempotent: a config written after expansion validates unchanged."""
+    """Repeat every run over ``replicates`` seeds (``<run>_s<seed>``; not a run with ``replicated: false``) and let
+    table rows and figure lines average them. Idempotent: a config written after expansion validates unchanged."""
     seeds = config.get("replicates", [0])
     first = seeds[0]
-    base = {name: spec for name, spec in config["runs"].items() if "_replicate_of" not in spec}
+    base = {name: spec for name, spec in config["runs"].items()
+            if "_replicate_of" not in spec and spec.get("replicated", True)}
     for name, spec in base.items():
         for seed in seeds[1:]:
-            parent = {"init_from": replicate_name(spec["init_from"], seed, first)} if spec.get("init_from") else {}
+            parent = {"init_from": replicate_name(spec["init_from"], seed, first)} if spec.get("init_from") in base else {}
             config["runs"].setdefault(replicate_name(name, seed, first),  # a grafted run: from its parent's replicate
                                       {**spec, **parent, "seed": spec.get("seed", config["seed"]) + seed,
                                        "_replicate_of": name})
