@@ -37,9 +37,9 @@ def test_defaults_are_filled():
         (lambda c: c["source"].__setitem__("colors", ["red", "teal"]), "source.colors.1"),
         # the resolution stage: CAD-I's graft doubles the side; no FD of a run at another side than the reference's
         (lambda c: c["runs"]["cad_i_ta_cutmix_64"].__setitem__("resolution", 96), "runs.cad_i_ta_cutmix_64.init_from"),
-        (lambda c: c["runs"]["dit_i_ta_cutmix_64"].__setitem__("resolution", 48), "runs.dit_i_ta_cutmix_64.resolution"),
-        (lambda c: c["runs"]["dit_i_ta_cutmix_64"].__setitem__("init_from", "cad_i_ta"),
-         "runs.dit_i_ta_cutmix_64.init_from"),
+        (lambda c: c["runs"]["cad_i_ta_cutmix_64"].__setitem__("resolution", 48), "runs.cad_i_ta_cutmix_64.resolution"),
+        (lambda c: c["runs"]["cad_i_ta_cutmix_64"].__setitem__("init_from", "dit_i_ta"),
+         "runs.cad_i_ta_cutmix_64.init_from"),
         (lambda c: c["tables"]["T-RES"]["metrics"].append("fd"), "tables.T-RES.rows.1"),
         (lambda c: c["runs"]["dit_i_ta"].__setitem__("optimizer", "res_128"), "train.optimizer.res_128"),
         (lambda c: c["figures"]["F-GALLERY"].__setitem__("runs", ["dit_i_tta"]), "figures.F-GALLERY.runs"),
@@ -105,9 +105,9 @@ def test_a_run_kept_out_of_the_replicates_is_trained_once():
     assert rows["CM all (tau 0.4)"] == ["dit_i_ta_cutmix", "dit_i_ta_cutmix_s1", "dit_i_ta_cutmix_s2"]
     config = yaml.safe_load(DEFAULT.read_text())  # a replicated child of a run trained once starts from that run
     config["replicates"] = [0, 1]
-    config["runs"]["dit_i_ta_cutmix"]["replicated"] = False
+    config["runs"]["cad_i_ta_cutmix"]["replicated"] = False
     validate_config(config)
-    assert config["runs"]["dit_i_ta_cutmix_64_s1"]["init_from"] == "dit_i_ta_cutmix"
+    assert config["runs"]["cad_i_ta_cutmix_64_s1"]["init_from"] == "cad_i_ta_cutmix"
 
 
 def test_replicates_add_seeded_runs_and_widen_table_rows():
