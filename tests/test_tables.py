@@ -7,6 +7,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from imagenet_t2i.config import load_config
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.evaluation.geneval.score import summarize
 from imagenet_t2i.io import read_json, sha256_file, write_json
@@ -14,6 +15,9 @@ from imagenet_t2i.paper.figures import figure_bubble, figure_overfit, figure_qua
 from imagenet_t2i.paper.reference import NOT_REPORTED, load_reference
 from imagenet_t2i.paper.tables import NOT_RUN, build_table
 from imagenet_t2i.provenance import provenance_path
+from imagenet_t2i.workflow import table_inputs
+
+from .conftest import REPO
 
 FEATURE_NET = {"arch": "tiny_feature_net", "sha256": "ab" * 32}
 
@@ -118,6 +122,25 @@ def test_table_provenance_names_every_score_file(world):
     assert record["inputs"]["reference_values"]["path"] == ref.path
     assert set(record["outputs"]) == {str(p) for p in table.files.values()}
     assert record["reported"]["B|fd"] == {"value": 1.5, "text": "1.5", "source": "test paper, Table 9"}
+
+
+def test_fd_rise_is_how_far_fd_has_turned_upward_by_the_end(world):
+    """F-OVERFIT's claim as a table metric: final FD minus the lowest FD over the eval checkpoints and the end."""
+    root, spec, ref = world
+    for run, curve in {"a_s0": [30.0, 12.0, 18.0], "a_s1": [25.0, 14.0, 15.0], "a_s2": [20.0, 11.0, 11.0],
+                       "b": [40.0, 20.0, 16.0]}.items():  # FD at steps 300 and 600, then the final one
+        for step, fd in zip((300, 600), curve):
+            write_json(root / "eval" / run / "fd" / f"step-{step:07d}.json", fd_scores(fd))
+        write_json(root / "eval" / run / "fd" / "final.json", fd_scores(curve[-1]))
+    table = build_table("T-X", {**spec, "metrics": ["fd", "fd_rise"]}, root, reference=ref)
+    a, b = (row.cells["fd_rise"] for row in table.rows[:2])
+    assert a.values == [6.0, 1.0, 0.0] and b.values == [0.0]
+    assert a.files[:3] == [str(root / "eval" / "a_s0" / "fd" / f) for f in
+                           ("step-0000300.json", "step-0000600.json", "final.json")]
+    assert "fd_rise: FD at the end of the run minus its lowest FD" in (root / "tables" / "T-X.md").read_text()
+    (root / "eval" / "b" / "fd" / "final.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"eval/b/fd/final.json is missing"):
+        build_table("T-X", {**spec, "metrics": ["fd_rise"]}, root, reference=ref)
 
 
 def test_table_errors_name_file_and_target(world):
@@ -246,3 +269,11 @@ def test_figure_bubble_puts_our_runs_beside_the_published_models(world, tmp_path
     assert result["png"].stat().st_size > 1000 and result["pdf"].is_file()
     record = read_json(provenance_path(result["png"]))
     assert str(root / "runs" / "b" / "provenance.json") in record["inputs"]
+
+
+def test_a_table_with_fd_rise_waits_for_fd_at_every_eval_checkpoint():
+    config = load_config(REPO / "config" / "config.yaml")
+    config["tables"]["T-TA"]["metrics"] = ["fd_rise"]
+    inputs = set(table_inputs(config, "T-TA"))
+    assert "results/tiny/eval/dit_i_ta/fd/step-0000300.json" in inputs
+    assert {f"results/tiny/eval/cad_i_aio/fd/{f}.json" for f in ("step-0000300", "step-0000600", "final")} <= inputs

@@ -234,6 +234,7 @@ def _check_references(config: dict) -> None:
 # The metrics of a run's FD file (eval/<run>/fd/), scored against the val reference at source.resolution.
 FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "fd_clip", "inception_score",
               "clip_score")
+FD_RISE = "fd_rise"  # a table metric: FD at the end minus its lowest over the eval checkpoints (paper/tables.py)
 
 
 # The aesthetic.weights keys each paper T-AES scorer loads (the world's scorer is trained by the pipeline).
@@ -286,7 +287,7 @@ def _check_resolutions(config: dict) -> None:
         raise ConfigError("config key 'aesthetic': 'world' (the set or a scorer) is the tiny world's; name an image + "
                           "caption folder as aesthetic.set")
     for tid, table in config.get("tables", {}).items():
-        fd = [m for m in table["metrics"] if m in FD_METRICS]
+        fd = [m for m in table["metrics"] if m in FD_METRICS or m == FD_RISE]
         for i, row in enumerate(table["rows"]):
             other = [r for r in row["runs"] if r in runs and runs[r].get("resolution", base) != base]
             if fd and other:

@@ -14,9 +14,9 @@ import yaml
 
 from imagenet_t2i.chunks import chunk_names
 from imagenet_t2i.code_closure import code_hash, command_code
-from imagenet_t2i.config import (AESTHETIC_SCORER_WEIGHTS, RELEASED_RUN, ConfigError, config_hash, evaluated_runs,
-                                 grid_figure, load_schema, resolve_run, run_resolution, run_shard_sets, set_images,
-                                 split_resolution, uses_vllm, validate_config)
+from imagenet_t2i.config import (AESTHETIC_SCORER_WEIGHTS, FD_RISE, RELEASED_RUN, ConfigError, config_hash,
+                                 evaluated_runs, grid_figure, load_schema, resolve_run, run_resolution, run_shard_sets,
+                                 set_images, split_resolution, uses_vllm, validate_config)
 from imagenet_t2i.io import atomic_write
 
 
@@ -490,6 +490,8 @@ def table_inputs(config: dict, table: str) -> list[str]:
 
     spec = config["tables"][table]
     files = {score_file(m) for m in spec["metrics"]}
+    if FD_RISE in spec["metrics"]:  # FD at every eval checkpoint too
+        files |= {f"fd/{c}.json" for c in eval_checkpoint_names(config)}
     return sorted(f"{results_dir(config)}/eval/{run}/{f}" for row in spec["rows"] for run in row["runs"] for f in files)
 
 

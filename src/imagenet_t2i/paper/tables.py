@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from imagenet_t2i.config import FD_METRICS
+from imagenet_t2i.config import FD_METRICS, FD_RISE
 from imagenet_t2i.evaluation.diagnostics.denoise_metrics import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
@@ -39,8 +39,9 @@ TABLE_SUFFIXES = (".csv", ".md", ".tex")
 
 
 def score_file(metric: str) -> str:
-    """The score file (relative to ``eval/<run>/``) that holds ``metric``."""
-    if metric in FD_METRICS:
+    """The score file (relative to ``eval/<run>/``) that holds ``metric`` (fd_rise: the last of the files it reads,
+    `fd_rise`)."""
+    if metric in FD_METRICS or metric == FD_RISE:
         return "fd/final.json"
     if metric == COLOUR_PROBE:
         return "colour_probe.json"
@@ -53,10 +54,23 @@ def score_file(metric: str) -> str:
     if metric.startswith(AESTHETIC_PREFIX) and len(metric) > len(AESTHETIC_PREFIX):
         return f"aesthetic/{metric.removeprefix(AESTHETIC_PREFIX)}.json"
     raise ValueError(
-        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {COLOUR_PROBE}, x0_mse_g<gamma>, geneval_overall, "
+        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {FD_RISE}, {COLOUR_PROBE}, x0_mse_g<gamma>, geneval_overall, "
         f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall (the official script's), dpg_overall_corrected, "
         "dpg_<category> (a key of the DPG 'l1' scores, the official script's), aesthetic_<scorer> (T-AES)"
     )
+
+
+def fd_rise(fd_dir: str | os.PathLike) -> tuple[float, list[Path]]:
+    """FD at the end of a run (``final.json``) minus the lowest FD of its eval checkpoints (``step-*.json``) and the
+    end, and the files read: 0 while FD is still at its best, > 0 once it has turned upward (overfitting)."""
+    fd_dir = Path(fd_dir)
+    files = [*sorted(fd_dir.glob("step-*.json")), fd_dir / "final.json"]
+    values = []
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; build it with: snakemake --cores all {path}")
+        values.append(metric_value("fd", read_json(path), path))
+    return values[-1] - min(values), files
 
 
 def metric_value(metric: str, scores: Mapping, path: str | os.PathLike) -> float:
@@ -229,6 +243,11 @@ def collect(table_id: str, spec: Mapping, results_root: str | os.PathLike,
             values, files = [], []
             for run in row["runs"]:
                 path = root / "eval" / run / score_file(metric)
+                if metric == FD_RISE:
+                    rise, read = fd_rise(path.parent)
+                    values.append(rise)
+                    files.extend(str(f) for f in read)
+                    continue
                 data = scores(path, metric, row["label"])
                 values.append(metric_value(metric, data, path))
                 files.append(str(path))
@@ -305,6 +324,10 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
         lines += ["", f"{COLOUR_PROBE}: a tiny-world diagnostic, not a GenEval score: the share of samples of "
                   "'a photo of a {colour} {class}' (every colour x class) whose dominant colour is the prompted "
                   "one, any shape (chance 0.1 with ten colours). The paper has no such metric."]
+    if FD_RISE in table.metrics:
+        lines += ["", f"{FD_RISE}: FD at the end of the run minus its lowest FD over the eval checkpoints "
+                  "(`train.eval_checkpoints`) and the end: 0 while FD is still at its best, above 0 once it has turned "
+                  "upward (overfitting: F-OVERFIT's curves as one number per run)."]
     if any(metric_gamma(m) is not None for m in table.metrics):
         lines += ["", "x0_mse_g<gamma>: a diagnostic, not a paper metric: the mean squared error of the model's x0 "
                   "prediction from one noisy input x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps (lower is better; "
