@@ -81,7 +81,8 @@ def expand_replicates(config: dict) -> None:
             if "_replicate_of" not in spec and spec.get("replicated", True)}
     for name, spec in base.items():
         for seed in seeds[1:]:
-            parent = {"init_from": replicate_name(spec["init_from"], seed, first)} if spec.get("init_from") in base else {}
+            parent = ({"init_from": replicate_name(spec["init_from"], seed, first)}
+                      if spec.get("init_from") in base else {})
             config["runs"].setdefault(replicate_name(name, seed, first),  # a grafted run: from its parent's replicate
                                       {**spec, **parent, "seed": spec.get("seed", config["seed"]) + seed,
                                        "_replicate_of": name})

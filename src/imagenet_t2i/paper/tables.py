@@ -39,8 +39,8 @@ TABLE_SUFFIXES = (".csv", ".md", ".tex")
 
 
 def score_file(metric: str) -> str:
-    """The score file (relative to ``eval/<run>/``) that holds ``metric`` (fd_rise: the last of the files it reads,
-    `fd_rise`)."""
+    """The score file (relative to ``eval/<run>/``) that holds ``metric`` (fd_rise: the final FD, the last of the files
+    `fd_rise` reads)."""
     if metric in FD_METRICS or metric == FD_RISE:
         return "fd/final.json"
     if metric == COLOUR_PROBE:
@@ -54,8 +54,8 @@ def score_file(metric: str) -> str:
     if metric.startswith(AESTHETIC_PREFIX) and len(metric) > len(AESTHETIC_PREFIX):
         return f"aesthetic/{metric.removeprefix(AESTHETIC_PREFIX)}.json"
     raise ValueError(
-        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {FD_RISE}, {COLOUR_PROBE}, x0_mse_g<gamma>, geneval_overall, "
-        f"{', '.join('geneval_' + t for t in TAGS)}, dpg_overall (the official script's), dpg_overall_corrected, "
+        f"unknown metric {metric!r}; known: {', '.join(FD_METRICS)}, {FD_RISE}, {COLOUR_PROBE}, x0_mse_g<gamma>, "
+        f"geneval_overall, {', '.join('geneval_' + t for t in TAGS)}, dpg_overall (the official script's), dpg_overall_corrected, "
         "dpg_<category> (a key of the DPG 'l1' scores, the official script's), aesthetic_<scorer> (T-AES)"
     )
 
