@@ -92,6 +92,16 @@ def single_object_score(images: list[np.ndarray], rows: list[dict], k: int) -> f
     return float(np.mean(correct))
 
 
+def save_rows(images: np.ndarray, k: int, path: Path) -> None:
+    """(N, H, W, 3) uint8 images as one PNG, ``k`` to a row."""
+    from PIL import Image
+
+    n, h, w, _ = images.shape
+    rows = images.reshape(n // k, k, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(n // k * h, k * w, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rows).save(path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("settings", nargs="+", help="MODEL[,key=value...]")
@@ -99,6 +109,8 @@ def main() -> None:
     p.add_argument("--shards", default="results/tiny/shards")
     p.add_argument("--captions", default="ta", choices=["ta", "aio"])
     p.add_argument("--single-samples", type=int, default=8, help="samples per single_object prompt (default 8)")
+    p.add_argument("--samples", type=Path, help="folder for each setting's single_object samples as one PNG "
+                   "(a row per prompt)")
     args = p.parse_args()
     torch.set_num_threads(1)
     config = load_config(args.config)
@@ -137,6 +149,8 @@ def main() -> None:
         drawn = np.concatenate(list(generate(model, autoencoder, text_encoder, uncond, single_prompts, single_seeds,
                                              sample_cfg, objective=objective, batch_size=120)))
         one = single_object_score(list(drawn), single, ks)
+        if args.samples:
+            save_rows(drawn, ks, args.samples / f"{setting.replace(',', '_').replace('=', '-')}.png")
         profile = denoise_profile(model, x0, text, mask, denoise["gammas"], objective=objective, seed=denoise["seed"])
         mse = dict(zip(profile["gammas"], profile["x0_mse"]["model"]))
         table.append((setting, run["train"]["steps"], count_parameters(model), train_s, loss, acc, one,

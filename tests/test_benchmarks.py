@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import REPO
 
@@ -46,7 +47,7 @@ def test_throughput_benchmarks_run_eager_and_fast_at_tiny_size(script, args, exp
     assert len(table) == 4 and all("nan" not in row.split()[5] for row in table), out
 
 
-def test_tiny_world_scripts_run_on_real_shards(tiny_shards):
+def test_tiny_world_scripts_run_on_real_shards(tiny_shards, tmp_path):
     """The CPU scripts behind the tiny config's sizes and the README's training rates, on real MiniLM shards."""
     config = str(REPO / "config" / "config.yaml")
     out = _run("tiny_train_speed.py", "dit_i_ta", "--steps", "3", "--shards", str(tiny_shards), "--config", config)
@@ -54,7 +55,7 @@ def test_tiny_world_scripts_run_on_real_shards(tiny_shards):
     row = next(line.split() for line in out.splitlines() if line.startswith("dit_i_ta "))
     assert row[1:3] == ["3", "32"] and float(row[-1]) > 0
     out = _run("tiny_sweep.py", "dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow",
-               "--shards", str(tiny_shards), "--config", config, "--single-samples", "1")
+               "--shards", str(tiny_shards), "--config", config, "--single-samples", "2", "--samples", str(tmp_path))
     rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.startswith(("dit_i,", "cad_i,")) and not line.split()[0].endswith(":")}  # the table, not the log
     assert set(rows) == {"dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow"}
@@ -62,6 +63,8 @@ def test_tiny_world_scripts_run_on_real_shards(tiny_shards):
     for row in rows.values():
         assert 0 <= float(row[5]) <= 1 and 0 <= float(row[6]) <= 1  # colour probe, single_object
     assert "single_object chance 0.167" in out
+    with Image.open(tmp_path / "dit_i_steps-2.png") as im:  # 6 prompts x 2 samples of 32 px
+        assert im.size == (2 * 32, 6 * 32)
 
 
 def test_the_sweeps_single_object_score_follows_the_scoring_rules():
