@@ -167,3 +167,16 @@ def test_nested_command_line_values_are_read_back_with_the_schemas_types():
     assert config["train"]["cutmix"]["tau"] == "0.4"
     with pytest.raises(ConfigError, match="train.cutmix.tau"):
         validate_config(config)
+
+
+def test_a_16_px_world_validates():
+    """docs/compose.md's 16-px world (patch 2: the default's 8 x 8 tokens); the 64-px stage cannot start there."""
+    config = yaml.safe_load(DEFAULT.read_text())
+    config["source"].update(resolution=16, sizes=["large"])
+    with pytest.raises(ConfigError, match=r"runs\.cad_i_ta_cutmix_64\.init_from"):  # 64 is not twice 16
+        validate_config(copy.deepcopy(config))
+    config["runs"] = {k: v for k, v in config["runs"].items() if "init_from" not in v}
+    for t in ("T-RES", "T-AES", "T-GENEVAL", "T-DPG"):
+        del config["tables"][t]
+    del config["figures"]["F-BUBBLE"]
+    assert validate_config(config)["source"]["resolution"] == 16
