@@ -10,7 +10,8 @@ training shards, beside predicting 0). Prints one row per setting. Needs torch a
 (PYTHONPATH=src); the text encoder is MiniLM.
 
 A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size``, ``objective`` (eps | flow), any key of
-``models.<MODEL>``:
+``models.<MODEL>``, or the sampler's ``guidance`` and ``sample_steps`` (default: sample.guidance, eval.steps); settings
+that differ only in the sampler share one training:
 
     PYTHONPATH=src python benchmarks/tiny_sweep.py dit_i cad_i cad_i,steps=2700 cad_i,latents_dim=96,lr=3e-3
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +44,7 @@ from imagenet_t2i.shards.reader import load_uncond
 from imagenet_t2i.train.trainer import Trainer
 
 SHOWN_GAMMAS = (0.5, 0.2, 0.05)
+SAMPLER_KEYS = {"guidance": "guidance", "sample_steps": "steps"}  # setting -> key of the sampler config
 
 
 def parse_setting(setting: str) -> tuple[str, dict]:
@@ -131,23 +134,29 @@ def main() -> None:
     denoise = config["eval"]["denoise"]
     x0, text, mask = fixed_samples(train_set, denoise["num_samples"], denoise["seed"])
     table = []
+    trained: dict[str, tuple] = {}  # a run's config -> (model, train_s, loss): sampler-only changes train once
     for setting in args.settings:
         model_name, changes = parse_setting(setting)
+        sampling = {**sample_cfg, **{SAMPLER_KEYS[key]: changes.pop(key) for key in list(changes)
+                                     if key in SAMPLER_KEYS}}
         run = resolved(config, model_name, changes, args.captions)
         if run_shard_sets(run)["train"] != train_set.name:
             raise SystemExit(f"{setting}: the sweep trains on {train_set} only")
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            Trainer(run, args.shards, tmp, f"{tmp}/state")()
-            train_s = time.perf_counter() - t0
-            loss = float(list(csv.DictReader(open(f"{tmp}/train.csv")))[-1]["loss"])
-            model = load_pretrained(f"{tmp}/final")
+        key = json.dumps(run, sort_keys=True)
+        if key not in trained:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                Trainer(run, args.shards, tmp, f"{tmp}/state")()
+                train_s = time.perf_counter() - t0
+                loss = float(list(csv.DictReader(open(f"{tmp}/train.csv")))[-1]["loss"])
+                trained[key] = (load_pretrained(f"{tmp}/final"), train_s, loss)
+        model, train_s, loss = trained[key]
         objective = run["train"]["objective"]
-        images = np.concatenate(list(generate(model, autoencoder, text_encoder, uncond, prompts, seeds, sample_cfg,
+        images = np.concatenate(list(generate(model, autoencoder, text_encoder, uncond, prompts, seeds, sampling,
                                               objective=objective, batch_size=120)))
         acc = probe_accuracy(images, rows, k)["accuracy"]
         drawn = np.concatenate(list(generate(model, autoencoder, text_encoder, uncond, single_prompts, single_seeds,
-                                             sample_cfg, objective=objective, batch_size=120)))
+                                             sampling, objective=objective, batch_size=120)))
         one = single_object_score(list(drawn), single, ks)
         if args.samples:
             save_rows(drawn, ks, args.samples / f"{setting.replace(',', '_').replace('=', '-')}.png")

@@ -55,10 +55,13 @@ def test_tiny_world_scripts_run_on_real_shards(tiny_shards, tmp_path):
     row = next(line.split() for line in out.splitlines() if line.startswith("dit_i_ta "))
     assert row[1:3] == ["3", "32"] and float(row[-1]) > 0
     out = _run("tiny_sweep.py", "dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow",
-               "--shards", str(tiny_shards), "--config", config, "--single-samples", "2", "--samples", str(tmp_path))
+               "dit_i,steps=2,guidance=1,sample_steps=3", "--shards", str(tiny_shards), "--config", config,
+               "--single-samples", "2", "--samples", str(tmp_path))
     rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.startswith(("dit_i,", "cad_i,")) and not line.split()[0].endswith(":")}  # the table, not the log
-    assert set(rows) == {"dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow"}
+    assert set(rows) == {"dit_i,steps=2", "cad_i,steps=2,lr=4e-3,num_latents=8,objective=flow",
+                         "dit_i,steps=2,guidance=1,sample_steps=3"}
+    assert out.count("dit_i: 347,760 parameters") == 1  # a sampler-only change samples the same trained model
     assert rows["dit_i,steps=2"][1:3] == ["2", "347,760"]  # steps, parameters of the default tiny DiT-I
     for row in rows.values():
         assert 0 <= float(row[5]) <= 1 and 0 <= float(row[6]) <= 1  # colour probe, single_object
