@@ -167,9 +167,25 @@ def _check_cluster(config: dict) -> None:
                           f"tasks_per_node: {gpus}")
 
 
-def _check_references(config: dict) -> None:
-    from imagenet_t2i.paper.comparisons import check_compare  # imports this module
+CLAIM_DIRECTIONS = ("higher", "lower")  # a table's compare entry: b's metric than a's, as the paper reports it
 
+
+def check_compare(table_id: str, spec: dict) -> None:
+    """A table's ``compare`` entries (paper/comparisons.py) name its own rows and metrics; ConfigError naming the key
+    otherwise."""
+    labels = {row["label"] for row in spec["rows"]}
+    for i, entry in enumerate(spec.get("compare", [])):
+        where = f"config key 'tables.{table_id}.compare.{i}'"
+        for side in ("a", "b"):
+            if entry[side] not in labels:
+                raise ConfigError(f"{where}: row {entry[side]!r} is not a row label of the table ({sorted(labels)})")
+        if entry["metric"] not in spec["metrics"]:
+            raise ConfigError(f"{where}: metric {entry['metric']!r} is not among the table's metrics")
+        if entry["paper"] not in CLAIM_DIRECTIONS:
+            raise ConfigError(f"{where}: paper must be one of {CLAIM_DIRECTIONS}, got {entry['paper']!r}")
+
+
+def _check_references(config: dict) -> None:
     for run, spec in config["runs"].items():
         if spec["model"] not in config["models"]:
             raise ConfigError(f"config key 'runs.{run}.model': unknown model '{spec['model']}' "

@@ -1,5 +1,5 @@
 """The paper's claims tested on a table's rows: the difference of two rows' means against two of its Welch standard
-errors (a table's ``compare`` entries; each row's runs are its seeds).
+errors (a table's ``compare`` entries, checked by `config.check_compare`; each row's runs are its seeds).
 
 A claim says row ``b`` beats row ``a`` on ``metric`` (``paper: higher`` when more is better, ``lower`` when less
 is). Verdicts: ``reproduced`` (the paper's direction, beyond 2 SE), ``opposite`` (the other direction, beyond 2 SE),
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imagenet_t2i.config import ConfigError
+from imagenet_t2i.config import CLAIM_DIRECTIONS
 
 REPRODUCED, OPPOSITE, CANNOT_TELL = "reproduced", "opposite", "cannot tell"
-DIRECTIONS = ("higher", "lower")
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,8 @@ def welch_se(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 def verdict(a: Sequence[float], b: Sequence[float], paper: str) -> tuple[str, float | None]:
     """(verdict, Welch SE) of the claim that b is ``paper`` ("higher" | "lower") than a."""
-    if paper not in DIRECTIONS:
-        raise ValueError(f"paper direction {paper!r}: expected one of {DIRECTIONS}")
+    if paper not in CLAIM_DIRECTIONS:
+        raise ValueError(f"paper direction {paper!r}: expected one of {CLAIM_DIRECTIONS}")
     se = welch_se(a, b)
     if se is None:
         return CANNOT_TELL, None
@@ -58,20 +57,6 @@ def verdict(a: Sequence[float], b: Sequence[float], paper: str) -> tuple[str, fl
     if signed < -2 * se:
         return OPPOSITE, se
     return CANNOT_TELL, se
-
-
-def check_compare(table_id: str, spec: Mapping) -> None:
-    """A table's ``compare`` entries name its own rows and metrics; ConfigError naming the key otherwise."""
-    labels = {row["label"] for row in spec["rows"]}
-    for i, entry in enumerate(spec.get("compare", [])):
-        where = f"config key 'tables.{table_id}.compare.{i}'"
-        for side in ("a", "b"):
-            if entry[side] not in labels:
-                raise ConfigError(f"{where}: row {entry[side]!r} is not a row label of the table ({sorted(labels)})")
-        if entry["metric"] not in spec["metrics"]:
-            raise ConfigError(f"{where}: metric {entry['metric']!r} is not among the table's metrics")
-        if entry["paper"] not in DIRECTIONS:
-            raise ConfigError(f"{where}: paper must be one of {DIRECTIONS}, got {entry['paper']!r}")
 
 
 def compare(spec: Mapping, values: Mapping[tuple[str, str], Sequence[float]]) -> list[Comparison]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from imagenet_t2i.config import FD_METRICS, FD_RISE
+from imagenet_t2i.config import FD_METRICS, FD_RISE, check_compare
 from imagenet_t2i.evaluation.diagnostics.denoise_metrics import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
@@ -174,7 +174,7 @@ def _check_spec(table_id: str, spec: Mapping) -> None:
         if row["label"] in labels:
             raise ValueError(f"{where}: row label {row['label']!r} appears twice")
         labels.add(row["label"])
-    comparisons.check_compare(table_id, spec)
+    check_compare(table_id, spec)
 
 
 def _row_keys(row: Mapping) -> list[str]:
