@@ -3,6 +3,7 @@ official sampler's) or the linear one (the released CAD-I pipeline's); rectified
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from tqdm import tqdm
@@ -68,24 +69,41 @@ def _x0_and_eps(x: torch.Tensor, eps: torch.Tensor, g: torch.Tensor,
     return x0, eps
 
 
+def _flow_eps(model: torch.nn.Module, x: torch.Tensor, g: torch.Tensor, inputs: dict, guidance: float,
+              prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """eps of a rectified-flow model at the variance-preserving point x = sqrt(g) x0 + sqrt(1 - g) eps.
+
+    The flow path x_t = (1 - t) x0 + t eps is that point scaled by s = 1 / (sqrt(g) + sqrt(1 - g)); with the
+    guided velocity v = eps - x0 there, eps = x_t + (1 - t) v and 1 - t = sqrt(g) s (g (N, 1, 1, 1))."""
+    scale = 1 / (g.sqrt() + (1 - g).sqrt())
+    x_t = x * scale
+    v, prev = guided_eps(model, x_t, g.view(-1), inputs, guidance, prev)
+    return x_t + g.sqrt() * scale * v, prev
+
+
 def _denoise(model: torch.nn.Module, text: torch.Tensor, mask: torch.Tensor, uncond: torch.Tensor,
              shape: tuple[int, int, int], steps: int, guidance: float, clamp: float | None,
              generator: torch.Generator | None, progress: bool, noise: torch.Tensor | None, schedule: str,
              unguided_steps: int, desc: str,
              step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-             ) -> torch.Tensor:
+             objective: str = "eps") -> torch.Tensor:
     """The loop DDIM and DDPM share, t = 1 -> 0 on ``schedule``: guided eps (conditional only for the first
     ``unguided_steps`` steps), x0 recovered and clamped, eps recomputed, then ``step(i, x, x0, eps, g, g_next)``
-    (gammas (N, 1, 1, 1)) gives the next x. CAD-I's latents are carried between steps. -> the last x0."""
+    (gammas (N, 1, 1, 1)) gives the next x. CAD-I's latents are carried between steps. -> the last x0.
+
+    ``objective`` flow: the model predicts the rectified-flow velocity; it is read at the flow path's point and time
+    of each gamma (`_flow_eps`), and ``schedule`` is ignored for the flow's own, gamma = `flow_gamma` (t)."""
     n = text.shape[0]
     x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)  # (N, C, h, w)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
-    gamma = SCHEDULES[schedule]
+    gamma = flow_gamma if objective == "flow" else SCHEDULES[schedule]
+    predict = _flow_eps if objective == "flow" else (
+        lambda model, x, g, inputs, guidance, prev: guided_eps(model, x, g.view(-1), inputs, guidance, prev))
     prev = None
     inputs = guided_inputs(model, text, mask, uncond)
     for i in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
         g, g_next = (gamma(ts[j]).expand(n).view(-1, 1, 1, 1) for j in (i, i + 1))
-        eps, prev = guided_eps(model, x, g.view(-1), inputs, 1.0 if i < unguided_steps else guidance, prev)
+        eps, prev = predict(model, x, g, inputs, 1.0 if i < unguided_steps else guidance, prev)
         x0, eps = _x0_and_eps(x, eps, g, clamp)
         x = step(i, x, x0, eps, g, g_next)
     return x0
@@ -138,8 +156,11 @@ def ddpm_sample(
     schedule: str = "cosine",
     unguided_steps: int = 0,
     step_generators: list[torch.Generator] | None = None,  # one per sample: its step noise (batch-size invariant)
+    objective: str = "eps",
 ) -> torch.Tensor:
     """Ancestral DDPM from t = 1 to t = 0 (the official test sampler, 1,000 steps); returns x0 (N, C, h, w).
+    ``objective`` flow: a rectified-flow model sampled the same way on its own path (`_denoise`), a stochastic
+    alternative to its Euler ODE (`flow_sample`).
 
     At each step: guided eps, x0 recovered and clamped as in DDIM, then x_next drawn from the posterior
     q(x_next | x_t, x0): with a = g / g_next, mean = sqrt(g_next) (1 - a) / (1 - g) x0
@@ -159,7 +180,7 @@ def ddpm_sample(
         return mean + ((1 - g_next) / (1 - g) * (1 - a)).sqrt() * z.to(x.device)
 
     return _denoise(model, text, mask, uncond, shape, steps, guidance, clamp, generator, progress, noise, schedule,
-                    unguided_steps, "ddpm", step)
+                    unguided_steps, "ddpm", step, objective)
 
 
 @torch.no_grad()
@@ -192,4 +213,5 @@ def flow_sample(
     return x.clamp(-clamp, clamp) if clamp is not None else x
 
 
-SAMPLERS = {("eps", "ddim"): ddim_sample, ("eps", "ddpm"): ddpm_sample, ("flow", "ddim"): flow_sample}
+SAMPLERS = {("eps", "ddim"): ddim_sample, ("eps", "ddpm"): ddpm_sample, ("flow", "ddim"): flow_sample,
+            ("flow", "ddpm"): partial(ddpm_sample, objective="flow")}
