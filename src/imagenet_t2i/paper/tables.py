@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from imagenet_t2i.config import FD_METRICS, FD_RISE, check_compare
+from imagenet_t2i.diffusion.schedule import flow_gamma, linear_gamma
 from imagenet_t2i.evaluation.diagnostics.denoise_metrics import metric_gamma, profile_value
 from imagenet_t2i.evaluation.geneval.prompts import TAGS
 from imagenet_t2i.io import atomic_write, read_json
@@ -187,13 +189,30 @@ def _world_note(results_root: Path, config: Mapping | None) -> str:
         config = yaml.safe_load((results_root / "config.yaml").read_text())
     backend = ((config or {}).get("source") or {}).get("backend")
     name = (config or {}).get("name", results_root.name)
+    objective = _objective_note(config)
     if backend == "synthetic":
         return (f"Our numbers come from the tiny synthetic shapes world (config `{name}`), which is NOT ImageNet: "
-                "they exercise the paper's recipe at toy scale and are not comparable with the paper's values.")
+                "they exercise the paper's recipe at toy scale and are not comparable with the paper's values."
+                + objective)
     if backend == "imagenet":
-        return f"Our numbers come from ImageNet-1k at paper scale (config `{name}`)."
+        return f"Our numbers come from ImageNet-1k at paper scale (config `{name}`)." + objective
     return (f"The world these numbers come from is not recorded ({results_root / 'config.yaml'} is absent); "
             "the tiny default world is a synthetic shapes world, not ImageNet.")
+
+
+def _objective_note(config: Mapping | None) -> str:
+    """A sentence when the runs were trained with rectified flow, a deviation from the paper's epsilon objective."""
+    train = (config or {}).get("train") or {}
+    if train.get("objective", "eps") != "flow":
+        return ""
+    tau = float((train.get("cutmix") or {}).get("tau", 0.4))
+    t = torch.tensor([tau])
+    paper_gamma, flow_gamma_ = float(linear_gamma(t)), float(flow_gamma(t))
+    return (" **Objective: rectified flow (`train.objective: flow`), NOT the paper's epsilon objective**, with "
+            "Euler sampling: a deviation from the paper (docs/compose.md says why). The "
+            f"CutMix gate keeps its definition in t (composites replace images at t > {tau:g}), so it means another "
+            f"noise level than the paper's: signal variance gamma {flow_gamma_:.3f} at t = {tau:g} on the flow "
+            f"path, {paper_gamma:.3f} on the paper's training schedule (gamma = 1 - t).")
 
 
 def _fmt(value: float) -> str:
