@@ -132,6 +132,7 @@ def test_fd_rise_is_how_far_fd_has_turned_upward_by_the_end(world):
         for step, fd in zip((300, 600), curve):
             write_json(root / "eval" / run / "fd" / f"step-{step:07d}.json", fd_scores(fd))
         write_json(root / "eval" / run / "fd" / "final.json", fd_scores(curve[-1]))
+        write_json(root / "eval" / run / "fd" / "step-0000300.json.prov.json", {"outputs": {}})  # the rule's record
     table = build_table("T-X", {**spec, "metrics": ["fd", "fd_rise"]}, root, reference=ref)
     a, b = (row.cells["fd_rise"] for row in table.rows[:2])
     assert a.values == [6.0, 1.0, 0.0] and b.values == [0.0]
@@ -141,6 +142,21 @@ def test_fd_rise_is_how_far_fd_has_turned_upward_by_the_end(world):
     (root / "eval" / "b" / "fd" / "final.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"eval/b/fd/final.json is missing"):
         build_table("T-X", {**spec, "metrics": ["fd_rise"]}, root, reference=ref)
+
+
+def test_a_flow_objective_world_says_so_in_every_table(world):
+    """A deviation from the paper's epsilon objective is stated in the table's header, with the CutMix gate's noise
+    level on both paths; a paper-objective world's tables say nothing of it."""
+    root, spec, ref = world
+    build_table("T-X", spec, root, reference=ref)
+    assert "rectified flow" not in (root / "tables" / "T-X.md").read_text()
+    config = {"name": "compose", "source": {"backend": "synthetic"},
+              "train": {"objective": "flow", "cutmix": {"tau": 0.4}}}
+    build_table("T-X", spec, root, reference=ref, config=config)
+    for suffix in (".md", ".tex"):
+        text = (root / "tables" / f"T-X{suffix}").read_text()
+        assert "NOT the paper's epsilon objective" in text
+        assert "gamma 0.692 at t = 0.4 on the flow path, 0.600 on the paper's training schedule" in text
 
 
 def test_table_errors_name_file_and_target(world):

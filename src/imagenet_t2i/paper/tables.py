@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,11 +63,15 @@ def score_file(metric: str) -> str:
     )
 
 
+STEP_FILE = re.compile(r"step-\d+\.json")  # an eval checkpoint's score file (`workflow.eval_checkpoint_names`)
+
+
 def fd_rise(fd_dir: str | os.PathLike) -> tuple[float, list[Path]]:
     """FD at the end of a run (``final.json``) minus the lowest FD of its eval checkpoints (``step-*.json``) and the
     end, and the files read: 0 while FD is still at its best, > 0 once it has turned upward (overfitting)."""
     fd_dir = Path(fd_dir)
-    files = [*sorted(fd_dir.glob("step-*.json")), fd_dir / "final.json"]
+    steps = sorted(path for path in fd_dir.glob("step-*.json") if STEP_FILE.fullmatch(path.name))  # not *.prov.json
+    files = [*steps, fd_dir / "final.json"]
     values = []
     for path in files:
         if not path.is_file():
@@ -208,7 +213,7 @@ def _objective_note(config: Mapping | None) -> str:
     tau = float((train.get("cutmix") or {}).get("tau", 0.4))
     t = torch.tensor([tau])
     paper_gamma, flow_gamma_ = float(linear_gamma(t)), float(flow_gamma(t))
-    return (" **Objective: rectified flow (`train.objective: flow`), NOT the paper's epsilon objective**, with "
+    return (" Objective: rectified flow (`train.objective: flow`), NOT the paper's epsilon objective, with "
             "Euler sampling: a deviation from the paper (docs/compose.md says why). The "
             f"CutMix gate keeps its definition in t (composites replace images at t > {tau:g}), so it means another "
             f"noise level than the paper's: signal variance gamma {flow_gamma_:.3f} at t = {tau:g} on the flow "
