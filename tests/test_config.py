@@ -93,6 +93,22 @@ def test_paper_config_keeps_the_official_cad_i_recipe():
     assert paper["train"]["ema"]["decay"] == 0.0001 and paper["seed"] == 3407
 
 
+def test_compose_config_builds_the_claims_tables_over_three_seeds():
+    """config/compose.yaml (docs/compose.md): T-TA, T-IA, T-OVERFIT and F-OVERFIT rows over seeds 0-2, T-CM's extra
+    patterns once, every claim a compare entry on its own rows, the flow objective, and a train set small enough for
+    the TA run to see 150+ epochs."""
+    compose = load_config(REPO / "config" / "compose.yaml")
+    assert compose["train"]["objective"] == "flow" and compose["replicates"] == [0, 1, 2]
+    assert set(compose["tables"]) == {"T-TA", "T-IA", "T-CM", "T-OVERFIT"} and set(compose["figures"]) == {"F-OVERFIT"}
+    for tid in ("T-TA", "T-IA", "T-OVERFIT"):
+        assert all(len(row["runs"]) == 3 for row in compose["tables"][tid]["rows"]), tid
+        assert compose["tables"][tid]["compare"], tid
+    cm = {row["label"]: row["runs"] for row in compose["tables"]["T-CM"]["rows"]}
+    assert cm["CM 1/2"] == ["dit_i_ta_cm_half"] and len(cm["CM all (tau 0.4)"]) == 3
+    epochs = compose["train"]["steps"] * compose["train"]["batch_size"] / compose["source"]["num_train"]
+    assert epochs >= 150
+
+
 def test_a_run_kept_out_of_the_replicates_is_trained_once():
     """T-CM's extra patterns at one seed beside 3-seed rows: only the replicated runs are repeated."""
     config = yaml.safe_load(DEFAULT.read_text())
