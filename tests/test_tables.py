@@ -13,7 +13,7 @@ from imagenet_t2i.evaluation.geneval.score import summarize
 from imagenet_t2i.io import read_json, sha256_file, write_json
 from imagenet_t2i.paper.figures import figure_bubble, figure_overfit, figure_qual
 from imagenet_t2i.paper.reference import NOT_REPORTED, load_reference
-from imagenet_t2i.paper.tables import NOT_RUN, build_table
+from imagenet_t2i.paper.tables import NOT_RUN, build_table, fd_rise
 from imagenet_t2i.provenance import provenance_path
 from imagenet_t2i.workflow import table_inputs
 
@@ -139,6 +139,14 @@ def test_fd_rise_is_how_far_fd_has_turned_upward_by_the_end(world):
     assert a.files[:3] == [str(root / "eval" / "a_s0" / "fd" / f) for f in
                            ("step-0000300.json", "step-0000600.json", "final.json")]
     assert "fd_rise: FD at the end of the run minus its lowest FD" in (root / "tables" / "T-X.md").read_text()
+    for curve, rise in (([33.0, 102.0, 104.0, 80.0, 51.0, 34.0], 0.0), ([10.0, 50.0, 20.0, 30.0], 10.0)):
+        fd_dir = root / "eval" / "early_dip" / "fd"  # an early model's low FD is not where the end rose from
+        for old in fd_dir.glob("*.json"):
+            old.unlink()
+        for i, fd in enumerate(curve[:-1]):
+            write_json(fd_dir / f"step-{300 * (i + 1):07d}.json", fd_scores(fd))
+        write_json(fd_dir / "final.json", fd_scores(curve[-1]))
+        assert fd_rise(fd_dir)[0] == rise
     (root / "eval" / "b" / "fd" / "final.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"eval/b/fd/final.json is missing"):
         build_table("T-X", {**spec, "metrics": ["fd_rise"]}, root, reference=ref)

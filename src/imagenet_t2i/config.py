@@ -251,7 +251,7 @@ def _check_references(config: dict) -> None:
 # The metrics of a run's FD file (eval/<run>/fd/), scored against the val reference at source.resolution.
 FD_METRICS = ("fd", "precision", "recall", "density", "coverage", "fd_dinov2", "fd_clip", "inception_score",
               "clip_score")
-FD_RISE = "fd_rise"  # a table metric: FD at the end minus its lowest over the eval checkpoints (paper/tables.py)
+FD_RISE = "fd_rise"  # a table metric: FD at the end minus its lowest from its peak on (paper/tables.py)
 
 
 # The aesthetic.weights keys each paper T-AES scorer loads (the world's scorer is trained by the pipeline).
