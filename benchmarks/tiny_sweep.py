@@ -10,9 +10,9 @@ training shards, beside predicting 0). Prints one row per setting. Needs torch a
 (PYTHONPATH=src); the text encoder is MiniLM.
 
 A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size``, ``objective`` (eps | flow), any key of
-``models.<MODEL>``, or the sampler's ``guidance``, ``sample_steps``, ``sampler`` (ddim | ddpm) and ``schedule``
-(default: sample.guidance, eval.steps, sample.sampler, sample.schedule); settings that differ only in the sampler
-share one training:
+``models.<MODEL>``, or the sampler's ``guidance``, ``sample_steps``, ``sampler`` (ddim | ddpm), ``schedule`` and
+``unguided_steps`` (default: sample.guidance, eval.steps, sample.sampler, sample.schedule, sample.unguided_steps or
+0); settings that differ only in the sampler share one training:
 
     PYTHONPATH=src python benchmarks/tiny_sweep.py dit_i cad_i cad_i,steps=2700 cad_i,latents_dim=96,lr=3e-3
 
@@ -45,8 +45,8 @@ from imagenet_t2i.shards.reader import load_uncond
 from imagenet_t2i.train.trainer import Trainer
 
 SHOWN_GAMMAS = (0.5, 0.2, 0.05)
-SAMPLER_KEYS = {"guidance": "guidance", "sample_steps": "steps", "sampler": "sampler",
-                "schedule": "schedule"}  # setting -> key of the sampler config
+SAMPLER_KEYS = {"guidance": "guidance", "sample_steps": "steps", "sampler": "sampler", "schedule": "schedule",
+                "unguided_steps": "unguided_steps"}  # setting -> key of the sampler config
 
 
 def parse_setting(setting: str) -> tuple[str, dict]:
