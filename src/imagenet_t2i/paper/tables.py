@@ -353,8 +353,8 @@ def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) 
                   "one, any shape (chance 0.1 with ten colours). The paper has no such metric."]
     if FD_RISE in table.metrics:
         lines += ["", f"{FD_RISE}: FD at the end of the run minus its lowest FD from its highest on, over the eval "
-                  "checkpoints (`train.eval_checkpoints`) and the end: 0 while FD is still falling from its peak, above "
-                  "0 once it has turned upward (overfitting: F-OVERFIT's curves as one number per run)."]
+                  "checkpoints (`train.eval_checkpoints`) and the end: 0 while FD is still falling from its peak, "
+                  "above 0 once it has turned upward (overfitting: F-OVERFIT's curves as one number per run)."]
     if any(metric_gamma(m) is not None for m in table.metrics):
         lines += ["", "x0_mse_g<gamma>: a diagnostic, not a paper metric: the mean squared error of the model's x0 "
                   "prediction from one noisy input x_t = sqrt(gamma) x0 + sqrt(1 - gamma) eps (lower is better; "
