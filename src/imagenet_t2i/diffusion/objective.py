@@ -94,12 +94,6 @@ def drop_captions(
     return Batch(batch.x0, text, mask), drop
 
 
-def shift_time(u: torch.Tensor, shift: float) -> torch.Tensor:
-    """Training times u ~ U(0, 1) moved toward the noise end (``shift`` > 1) or the data end (< 1):
-    t = shift u / (1 + (shift - 1) u), the resolution shift of SD3; ``shift`` 1 is the paper's uniform t."""
-    return u if shift == 1 else shift * u / (1 + (shift - 1) * u)
-
-
 def diffusion_loss(
     model: torch.nn.Module,
     base: Batch,
@@ -109,7 +103,6 @@ def diffusion_loss(
     cfg_dropout: float = 0.1,
     self_cond_rate: float = 0.0,
     objective: str = "eps",
-    t_shift: float = 1.0,
 ) -> tuple[torch.Tensor, dict]:
     """One training loss: the paper's eps-prediction MSE (gamma = 1 - t, unweighted) by default.
 
@@ -121,11 +114,10 @@ def diffusion_loss(
     kept captions and 0 for dropped ones.
     ``objective="flow"`` (an extension, not the paper) trains rectified flow instead:
     x_t = (1 - t) x0 + t eps, target v = eps - x0, the network still conditioned on the signal
-    variance gamma = (1 - t)^2 / ((1 - t)^2 + t^2). ``t_shift`` != 1 (an extension) draws t by `shift_time`; the
-    CutMix / Crop gate keeps its definition in t.
+    variance gamma = (1 - t)^2 / ((1 - t)^2 + t^2).
     """
     n, device = base.x0.shape[0], base.x0.device
-    t_host = shift_time(torch.rand(n, generator=generator), t_shift)  # (N,) CPU: the same draw _rand makes
+    t_host = torch.rand(n, generator=generator)  # (N,) CPU: the same draw _rand makes
     t = t_host.to(device, non_blocking=True)
     batch, chosen = mix_batches(base, t_host, sources, generator)
     batch, dropped = drop_captions(batch, uncond, cfg_dropout, generator)

@@ -242,7 +242,7 @@ class Training:
                                              tcfg[r]["p"]) for r in ("cutmix", "crop") if r in raw]
                     with acc.accumulate(model), acc.autocast():
                         loss, _ = diffusion_loss(model, base, sources, uncond, generator, tcfg["cfg_dropout"],
-                                                 self_cond, tcfg["objective"], tcfg.get("t_shift", 1.0))
+                                                 self_cond, tcfg["objective"])
                         acc.backward(loss)  # every rank always runs backward: DDP's all-reduce needs all of them
                     step_loss += loss.detach().float() / accumulation
                 mean_loss = acc.reduce(step_loss, reduction="mean")  # the same on every rank: one branch
