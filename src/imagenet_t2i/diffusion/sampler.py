@@ -69,6 +69,12 @@ def _x0_and_eps(x: torch.Tensor, eps: torch.Tensor, g: torch.Tensor,
     return x0, eps
 
 
+def _eps(model: torch.nn.Module, x: torch.Tensor, g: torch.Tensor, inputs: dict, guidance: float,
+         prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The guided eps of an eps-prediction model at x, gamma g (N, 1, 1, 1)."""
+    return guided_eps(model, x, g.view(-1), inputs, guidance, prev)
+
+
 def _flow_eps(model: torch.nn.Module, x: torch.Tensor, g: torch.Tensor, inputs: dict, guidance: float,
               prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """eps of a rectified-flow model at the variance-preserving point x = sqrt(g) x0 + sqrt(1 - g) eps.
@@ -97,8 +103,7 @@ def _denoise(model: torch.nn.Module, text: torch.Tensor, mask: torch.Tensor, unc
     x = (torch.randn((n, *shape), generator=generator) if noise is None else noise).to(text.device)  # (N, C, h, w)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=text.device)
     gamma = flow_gamma if objective == "flow" else SCHEDULES[schedule]
-    predict = _flow_eps if objective == "flow" else (
-        lambda model, x, g, inputs, guidance, prev: guided_eps(model, x, g.view(-1), inputs, guidance, prev))
+    predict = _flow_eps if objective == "flow" else _eps
     prev = None
     inputs = guided_inputs(model, text, mask, uncond)
     for i in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
