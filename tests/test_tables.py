@@ -165,6 +165,9 @@ def test_a_flow_objective_world_says_so_in_every_table(world):
         text = (root / "tables" / f"T-X{suffix}").read_text()
         assert "NOT the paper's epsilon objective" in text
         assert "gamma 0.692 at t = 0.4 on the flow path, 0.600 on the paper's training schedule" in text
+        assert "with Euler sampling" in text
+    build_table("T-X", spec, root, reference=ref, config={**config, "sample": {"sampler": "ddpm"}})
+    assert "with ancestral DDPM sampling" in (root / "tables" / "T-X.md").read_text()
 
 
 def test_table_errors_name_file_and_target(world):

@@ -213,11 +213,12 @@ def _objective_note(config: Mapping | None) -> str:
     train = (config or {}).get("train") or {}
     if train.get("objective", "eps") != "flow":
         return ""
+    sampler = "ancestral DDPM" if ((config or {}).get("sample") or {}).get("sampler") == "ddpm" else "Euler"
     tau = float((train.get("cutmix") or {}).get("tau", 0.4))
     t = torch.tensor([tau])
     paper_gamma, flow_gamma_ = float(linear_gamma(t)), float(flow_gamma(t))
     return (" Objective: rectified flow (`train.objective: flow`), NOT the paper's epsilon objective, with "
-            "Euler sampling: a deviation from the paper (docs/compose.md says why). The "
+            f"{sampler} sampling: a deviation from the paper (docs/compose.md says why). The "
             f"CutMix gate keeps its definition in t (composites replace images at t > {tau:g}), so it means another "
             f"noise level than the paper's: signal variance gamma {flow_gamma_:.3f} at t = {tau:g} on the flow "
             f"path, {paper_gamma:.3f} on the paper's training schedule (gamma = 1 - t).")
