@@ -35,6 +35,7 @@ def test_defaults_are_filled():
         (lambda c: c["runs"]["dit_i_ta"].__setitem__("augment", "mixup"), "runs.dit_i_ta.augment"),
         (lambda c: c["runs"]["dit_i_ta"].__setitem__("model", "unet"), "runs.dit_i_ta.model"),
         (lambda c: c["source"].__setitem__("colors", ["red", "teal"]), "source.colors.1"),
+        (lambda c: c["source"].__setitem__("placement", "middle"), "source.placement"),
         # the resolution stage: CAD-I's graft doubles the side; no FD of a run at another side than the reference's
         (lambda c: c["runs"]["cad_i_ta_cutmix_64"].__setitem__("resolution", 96), "runs.cad_i_ta_cutmix_64.init_from"),
         (lambda c: c["runs"]["cad_i_ta_cutmix_64"].__setitem__("resolution", 48), "runs.cad_i_ta_cutmix_64.resolution"),

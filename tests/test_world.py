@@ -57,6 +57,26 @@ def test_a_world_of_large_objects_only_and_the_default_drawing_all_three_sizes()
     assert all(lo * 32 - 0.02 <= s["objects"][0]["box"][2] - s["objects"][0]["box"][0] <= hi * 32 for s in large)
 
 
+def test_centre_placement_draws_the_same_scenes_with_the_object_in_the_middle(tmp_path):
+    """source.placement: centre keeps every draw of the random placement and moves the object's box to the middle."""
+    rand = build_split(tmp_path / "r", "train", 30, seed=0, size=16, progress=False, **ALL, sizes=["large"])
+    mid = build_split(tmp_path / "c", "train", 30, seed=0, size=16, progress=False, **ALL, sizes=["large"],
+                      placement="centre")
+    assert read_jsonl(tmp_path / "c" / "scenes.jsonl") == mid
+    moved = 0
+    for r, c in zip(rand, mid):
+        (ro,), (co,) = r["objects"], c["objects"]
+        assert {k: v for k, v in ro.items() if k != "box"} == {k: v for k, v in co.items() if k != "box"}
+        assert r["backgrounds"] == c["backgrounds"]
+        x1, y1, x2, y2 = co["box"]
+        assert abs((x2 - x1) - (ro["box"][2] - ro["box"][0])) < 0.02
+        assert abs(x1 + x2 - 16) < 0.02 and abs(y1 + y2 - 16) < 0.02
+        moved += abs(ro["box"][0] + ro["box"][2] - 16) > 1
+    assert moved > 10  # the random placement does move objects off the centre
+    with pytest.raises(ValueError, match="unknown placement 'middle'.*centre"):
+        sample_scene(np.random.default_rng(0), "k", 16, **ALL, placement="middle")
+
+
 @pytest.mark.parametrize("kind,kwargs", [("classes", {"classes": ["circle", "hexagon"]}),
                                          ("colors", {"colors": ["red", "teal"]}),
                                          ("backgrounds", {"backgrounds": ["sky"]}),

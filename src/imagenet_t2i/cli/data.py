@@ -32,7 +32,7 @@ def cmd_source(args: argparse.Namespace) -> None:
         n = src["num_train"] if args.split == "train" else src["num_val"]
         seed = config["seed"] * 1000 + (0 if args.split == "train" else 1)
         build_split(args.out, args.split, n, seed, src["resolution"], src["classes"], src["colors"], src["backgrounds"],
-                    sizes=src.get("sizes", ("small", "medium", "large")))
+                    sizes=src.get("sizes", ("small", "medium", "large")), placement=src.get("placement", "random"))
     else:
         from imagenet_t2i.source.imagenet import build_index
 

@@ -27,8 +27,10 @@ def build_split(
     progress: bool = True,
     antialias: bool = True,
     sizes: Sequence[str] = tuple(SIZE_RANGES),
+    placement: str = "random",
 ) -> list[dict]:
-    """Render ``num_images`` scenes into ``out_dir`` and return their scene records.
+    """Render ``num_images`` scenes into ``out_dir`` and return their scene records (``sizes`` and ``placement`` as
+    `sample_scene`).
 
     Writes ``images/<split>_<i:06d>.png``, ``index.jsonl``, ``scenes.jsonl`` and ``classes.json``.
     Classes cycle in order (balanced, like ImageNet); everything else is drawn from
@@ -46,7 +48,8 @@ def build_split(
         for i in tqdm(range(num_images), desc=f"render {split}", disable=not progress):
             key = f"{split}_{i:06d}"
             rng = np.random.default_rng([seed, split_seed, i])
-            scene = sample_scene(rng, key, size, [classes[i % len(classes)]], colors, backgrounds, sizes)
+            scene = sample_scene(rng, key, size, [classes[i % len(classes)]], colors, backgrounds, sizes,
+                                 placement)
             save_image(render_scene(scene, antialias=antialias), tmp / f"{key}.png")
             scenes.append(scene)
             index.append({"key": key, "class": scene["objects"][0]["class"], "path": f"images/{key}.png"})

@@ -15,6 +15,7 @@ from imagenet_t2i.world.shapes import SHAPES, coverage_window
 
 GRADIENT_AMPLITUDE = (3.0, 9.0)  # peak gradient offset from the base colour, uniform range
 NOISE_STD = 2.5  # per-pixel, per-channel Gaussian noise over the whole image
+PLACEMENTS = ("random", "centre")  # where an object sits: anywhere it fits, or in the middle of the frame
 
 
 def key_seed(key: str) -> int:
@@ -30,8 +31,14 @@ def sample_scene(
     colors: Sequence[str],
     backgrounds: Sequence[str],
     sizes: Sequence[str] = tuple(SIZE_RANGES),
+    placement: str = "random",
 ) -> dict:
-    """Draw one single-object scene record: class, colour, size category (one of ``sizes``), position, background."""
+    """Draw one single-object scene record: class, colour, size category (one of ``sizes``), position, background.
+
+    ``placement`` "centre" moves the object to the middle of the frame; every other draw is the same as "random"'s.
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"scene {key!r}: unknown placement {placement!r}; valid placements: {list(PLACEMENTS)}")
     classes = check_names("classes", classes, SHAPES)
     colors = check_names("colors", colors, COLORS)
     backgrounds = check_names("backgrounds", backgrounds, BACKGROUNDS)
@@ -43,6 +50,8 @@ def sample_scene(
     side = float(np.floor(rng.uniform(lo, hi) * size * 100) / 100)  # rounded down to 0.01 px
     x1 = min(round(float(rng.uniform(0, size - side)), 2), size - side)
     y1 = min(round(float(rng.uniform(0, size - side)), 2), size - side)
+    if placement == "centre":
+        x1 = y1 = round((size - side) / 2, 2)
     return {
         "key": key,
         "size": size,
