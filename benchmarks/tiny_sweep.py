@@ -9,7 +9,7 @@ scored by the pipeline's rules with the tiny detector (``a photo of a {class}``,
 training shards, beside predicting 0). Prints one row per setting. Needs torch and this package only
 (PYTHONPATH=src); the text encoder is MiniLM.
 
-A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size``, ``objective`` (eps | flow), any key of
+A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size``, ``objective`` (eps | flow), ``cfg_dropout``, any key of
 ``models.<MODEL>``, or the sampler's ``guidance``, ``sample_steps``, ``sampler`` (ddim | ddpm), ``schedule`` and
 ``unguided_steps`` (default: sample.guidance, eval.steps, sample.sampler, sample.schedule, sample.unguided_steps or
 0); settings that differ only in the sampler share one training:
@@ -77,12 +77,12 @@ def resolved(config: dict, model: str, changes: dict, captions: str) -> dict:
     for key, value in changes.items():
         if key == "lr":
             run["train"]["optimizer"]["lr"] = value
-        elif key in ("steps", "batch_size", "objective"):
+        elif key in ("steps", "batch_size", "objective", "cfg_dropout"):
             run["train"][key] = value
         elif key in run["model"]:
             run["model"][key] = value
         else:
-            raise SystemExit(f"unknown setting {key!r}: steps, lr, batch_size, objective or a key of models.{model} "
+            raise SystemExit(f"unknown setting {key!r}: steps, lr, batch_size, objective, cfg_dropout or a key of models.{model} "
                              f"({sorted(run['model'])})")
     steps = run["train"]["steps"]
     run["train"].update(log_every=10, checkpoint_every=steps, eval_checkpoints=[])
