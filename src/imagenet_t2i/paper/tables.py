@@ -38,6 +38,7 @@ AESTHETIC_PREFIX = "aesthetic_"  # aesthetic_<scorer>: T-AES, the mean score of 
 COLOUR_PROBE = "colour_probe"  # tiny-world diagnostic (evaluation/colour_probe.py), not a paper metric
 DENOISE_FILE = "denoise_profile.json"  # x0_mse_g<gamma>: a diagnostic (evaluation/denoise_profile.py), not a paper metric
 NOT_RUN = "not run by us"
+PAPER_CFG_DROPOUT = 0.1  # paper-spec section 5: the caption is dropped with p = 0.1 for classifier-free guidance
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 
 
@@ -197,7 +198,7 @@ def _world_note(results_root: Path, config: Mapping | None) -> str:
         config = yaml.safe_load((results_root / "config.yaml").read_text())
     backend = ((config or {}).get("source") or {}).get("backend")
     name = (config or {}).get("name", results_root.name)
-    objective = _objective_note(config)
+    objective = _objective_note(config) + _dropout_note(config)
     if backend == "synthetic":
         return (f"Our numbers come from the tiny synthetic shapes world (config `{name}`), which is NOT ImageNet: "
                 "they exercise the paper's recipe at toy scale and are not comparable with the paper's values."
@@ -222,6 +223,15 @@ def _objective_note(config: Mapping | None) -> str:
             f"CutMix gate keeps its definition in t (composites replace images at t > {tau:g}), so it means another "
             f"noise level than the paper's: signal variance gamma {flow_gamma_:.3f} at t = {tau:g} on the flow "
             f"path, {paper_gamma:.3f} on the paper's training schedule (gamma = 1 - t).")
+
+
+def _dropout_note(config: Mapping | None) -> str:
+    """A sentence when the runs dropped the caption for guidance at another rate than the paper's."""
+    p = float(((config or {}).get("train") or {}).get("cfg_dropout", PAPER_CFG_DROPOUT))
+    if p == PAPER_CFG_DROPOUT:
+        return ""
+    return (f" Captions dropped for classifier-free guidance with p = {p:g} (`train.cfg_dropout`), NOT the paper's "
+            f"{PAPER_CFG_DROPOUT:g}: a deviation from the paper (docs/compose.md says why).")
 
 
 def _fmt(value: float) -> str:
