@@ -87,9 +87,7 @@ def test_table_means_spread_and_reference_columns(world):
     assert parsed["A"]["n"] == "3" and parsed["A"]["runs"] == "a_s0 a_s1 a_s2"
     assert parsed["A"]["fd paper (reported)"] == NOT_REPORTED
     assert float(parsed["B"]["fd paper (reported)"]) == 1.5 and parsed["B"]["fd (ours std)"] == ""
-    b_fd = read_json(root / "eval" / "b" / "fd" / "final.json")["fd"]
-    assert float(parsed["B"]["fd ours - paper"]) == pytest.approx(b_fd - 1.5)  # only where both exist
-    assert parsed["A"]["fd ours - paper"] == parsed["SD-XL"]["geneval_overall ours - paper"] == ""
+    assert parsed["B"]["fd ours - paper"] == ""  # a synthetic world's FD is not comparable with the paper's FID
     assert parsed["SD-XL"]["fd (ours)"] == NOT_RUN and parsed["SD-XL"]["geneval_overall paper (reported)"] == "0.55"
 
     md = table.files[".md"].read_text()
@@ -99,11 +97,24 @@ def test_table_means_spread_and_reference_columns(world):
     assert "±" in a_line and NOT_REPORTED in a_line
     assert "reported: b beats a (test paper, Sec. 4)" in md and "test paper, Table 9: B / fd = 1.5" in md
     assert "tiny_feature_net" in md and "Notes:\n- how row B was sampled is unknown" in md
-    assert "fd ours - paper" in md and "geneval_overall ours - paper" not in md  # a column only where compared
-    assert f"{b_fd - 1.5:+.4g}" in next(line for line in md.splitlines() if line.startswith("| B |"))
+    assert "ours - paper" not in md
     assert f'Cells marked "{NOT_REPORTED}": not known to us: the test paper\'s Table 9 has no other values' in md
     tex = table.files[".tex"].read_text()
     assert r"\begin{tabular}" in tex and r"geneval\_overall (ours)" in tex and r"$\pm$" in tex
+
+
+def test_ours_minus_paper_only_for_imagenet_and_where_both_values_exist(world):
+    """At paper scale the tables subtract the paper's reported value from ours; a synthetic world's never."""
+    root, spec, ref = world
+    table = build_table("T-X", spec, root, reference=ref,
+                        config={"name": "paper", "source": {"backend": "imagenet"}})
+    parsed = {r["row"]: r for r in csv.DictReader(io.StringIO(table.files[".csv"].read_text()))}
+    b_fd = read_json(root / "eval" / "b" / "fd" / "final.json")["fd"]
+    assert float(parsed["B"]["fd ours - paper"]) == pytest.approx(b_fd - 1.5)  # only where both exist
+    assert parsed["A"]["fd ours - paper"] == parsed["SD-XL"]["geneval_overall ours - paper"] == ""
+    md = table.files[".md"].read_text()
+    assert "fd ours - paper" in md and "geneval_overall ours - paper" not in md  # a column only where compared
+    assert f"{b_fd - 1.5:+.4g}" in next(line for line in md.splitlines() if line.startswith("| B |"))
 
 
 def test_table_provenance_names_every_score_file(world):

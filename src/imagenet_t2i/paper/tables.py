@@ -193,10 +193,19 @@ def _row_keys(row: Mapping) -> list[str]:
     return [row["paper_row"]] if row.get("paper_row") else [row["label"], *row["runs"]]
 
 
-def _world_note(results_root: Path, config: Mapping | None) -> str:
+def _world_config(results_root: Path, config: Mapping | None) -> Mapping | None:
+    """``config``, else ``<results_root>/config.yaml`` when present."""
     if config is None and (results_root / "config.yaml").is_file():
         config = yaml.safe_load((results_root / "config.yaml").read_text())
-    backend = ((config or {}).get("source") or {}).get("backend")
+    return config
+
+
+def _backend(config: Mapping | None) -> str | None:
+    return ((config or {}).get("source") or {}).get("backend")
+
+
+def _world_note(results_root: Path, config: Mapping | None) -> str:
+    backend = _backend(config)
     name = (config or {}).get("name", results_root.name)
     objective = _objective_note(config) + _dropout_note(config)
     if backend == "synthetic":
@@ -311,8 +320,9 @@ def _header(table: Table) -> list[str]:
             + [f"{m} paper (reported)" for m in table.metrics] + [f"{m} ours - paper" for m in table.metrics])
 
 
-def to_csv(table: Table) -> str:
-    """Machine-readable table: full-precision means, std over seeds (blank for one run), reported values."""
+def to_csv(table: Table, comparable: bool) -> str:
+    """Machine-readable table: full-precision means, std over seeds (blank for one run), reported values and, where
+    the numbers are ``comparable`` with the paper's (ImageNet), ours minus the paper's."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(_header(table))
@@ -321,7 +331,7 @@ def to_csv(table: Table) -> str:
         ours = [NOT_RUN if row.baseline else repr(c.mean) for c in cells]
         std = ["" if c.std is None else repr(c.std) for c in cells]
         paper = [_reported_text(c) for c in cells]
-        diff = ["" if c.difference is None else repr(c.difference) for c in cells]
+        diff = ["" if c.difference is None or not comparable else repr(c.difference) for c in cells]
         writer.writerow([row.label, " ".join(row.runs), len(row.runs), *ours, *std, *paper, *diff])
     return buf.getvalue()
 
@@ -337,8 +347,10 @@ def _sources(table: Table) -> list[str]:
             for (source, note), cells in by_source.items()]
 
 
-def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike) -> str:
-    compared = [m for m in table.metrics if any(row.cells[m].difference is not None for row in table.rows)]
+def to_markdown(table: Table, world_note: str, results_root: str | os.PathLike, comparable: bool) -> str:
+    """The table for people: an "ours - paper" column only where ``comparable`` (ImageNet) and both values exist."""
+    compared = [m for m in table.metrics
+                if comparable and any(row.cells[m].difference is not None for row in table.rows)]
     cols = ["row", "runs", "n"] + [f"{m} (ours)" for m in table.metrics] + [
         f"{m} paper (reported)" for m in table.metrics] + [f"{m} ours - paper" for m in compared]
     lines = [
@@ -424,14 +436,17 @@ def build_table(table_id: str, spec: Mapping, results_root: str | os.PathLike, o
     """Assemble table ``table_id`` from ``spec`` ({title, rows: [{label, runs, paper_row?}], metrics}) and write
     ``<out>.csv``, ``.md``, ``.tex`` (default out: ``<results_root>/tables/<table_id>``) with a provenance record.
 
-    ``config`` (default: ``<results_root>/config.yaml`` when present) only says which world the numbers are from.
+    ``config`` (default: ``<results_root>/config.yaml`` when present) only says which world the numbers are from: the
+    header's note and, for ImageNet alone, the "ours - paper" differences.
     Reference rows not matched by a spec row (e.g. SD-XL) are appended as reported-only baseline rows."""
     t0 = time.time()
     reference = reference or load_reference()
     table = collect(table_id, spec, results_root, reference)
     stem = table_stem(out if out is not None else Path(results_root) / "tables" / table_id)
-    note = _world_note(Path(results_root), config)
-    texts = {".csv": to_csv(table), ".md": to_markdown(table, note, results_root), ".tex": to_latex(table, note)}
+    config = _world_config(Path(results_root), config)
+    note, comparable = _world_note(Path(results_root), config), _backend(config) == "imagenet"
+    texts = {".csv": to_csv(table, comparable), ".md": to_markdown(table, note, results_root, comparable),
+             ".tex": to_latex(table, note)}
     for suffix, text in texts.items():
         path = stem.with_name(stem.name + suffix)
         with atomic_write(path) as f:
