@@ -9,10 +9,10 @@ scored by the pipeline's rules with the tiny detector (``a photo of a {class}``,
 training shards, beside predicting 0). Prints one row per setting. Needs torch and this package only
 (PYTHONPATH=src); the text encoder is MiniLM.
 
-A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size``, ``objective`` (eps | flow), ``cfg_dropout``, any key of
-``models.<MODEL>``, or the sampler's ``guidance``, ``sample_steps``, ``sampler`` (ddim | ddpm), ``schedule`` and
-``unguided_steps`` (default: sample.guidance, eval.steps, sample.sampler, sample.schedule, sample.unguided_steps or
-0); settings that differ only in the sampler share one training:
+A setting is ``MODEL[,key=value...]``: ``steps``, ``lr``, ``batch_size``, ``objective`` (eps | flow), ``cfg_dropout``,
+any key of ``models.<MODEL>``, or the sampler's ``guidance``, ``sample_steps``, ``sampler`` (ddim | ddpm),
+``schedule`` and ``unguided_steps`` (default: sample.guidance, eval.steps, sample.sampler, sample.schedule,
+sample.unguided_steps or 0); settings that differ only in the sampler share one training:
 
     PYTHONPATH=src python benchmarks/tiny_sweep.py dit_i cad_i cad_i,steps=2700 cad_i,latents_dim=96,lr=3e-3
 
@@ -82,8 +82,8 @@ def resolved(config: dict, model: str, changes: dict, captions: str) -> dict:
         elif key in run["model"]:
             run["model"][key] = value
         else:
-            raise SystemExit(f"unknown setting {key!r}: steps, lr, batch_size, objective, cfg_dropout or a key of models.{model} "
-                             f"({sorted(run['model'])})")
+            raise SystemExit(f"unknown setting {key!r}: steps, lr, batch_size, objective, cfg_dropout or a key of "
+                             f"models.{model} ({sorted(run['model'])})")
     steps = run["train"]["steps"]
     run["train"].update(log_every=10, checkpoint_every=steps, eval_checkpoints=[])
     return run

@@ -189,7 +189,8 @@ def test_another_caption_dropout_than_the_papers_is_stated(world):
     build_table("T-X", spec, root, reference=ref, config=config)
     assert "Captions dropped" not in (root / "tables" / "T-X.md").read_text()
     build_table("T-X", spec, root, reference=ref, config={**config, "train": {"cfg_dropout": 0.3}})
-    assert "guidance with p = 0.3 (`train.cfg_dropout`), NOT the paper's 0.1" in (root / "tables" / "T-X.md").read_text()
+    md = (root / "tables" / "T-X.md").read_text()
+    assert "guidance with p = 0.3 (`train.cfg_dropout`), NOT the paper's 0.1" in md
     assert "guidance with p = 0.3" in (root / "tables" / "T-X.tex").read_text()
 
 
