@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from .conftest import REPO
@@ -90,3 +91,17 @@ def test_the_sweeps_single_object_score_follows_the_scoring_rules():
     wrong = {"circle": "cross", "square": "cross", "cross": "circle"}
     images = [drawn(wrong[r["include"][0]["class"]], i) for i, r in enumerate(rows) for _ in range(2)]
     assert sweep["single_object_score"](images, rows, 2) == 0.0
+
+
+def test_the_sweeps_settings_reach_the_run_they_change():
+    """``cfg_dropout``, ``objective`` and ``steps`` change the run's train section, a model key its model; a typo
+    is refused naming the settings there are."""
+    import runpy
+
+    sweep = runpy.run_path(str(REPO / "benchmarks" / "tiny_sweep.py"))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    run = sweep["resolved"](config, "dit_i", {"cfg_dropout": 0.3, "objective": "flow", "steps": 7, "depth": 2}, "ta")
+    assert (run["train"]["cfg_dropout"], run["train"]["objective"], run["train"]["steps"]) == (0.3, "flow", 7)
+    assert run["model"]["depth"] == 2 and config["train"]["cfg_dropout"] == 0.1
+    with pytest.raises(SystemExit, match="unknown setting 'cfg_dropuot'.*cfg_dropout"):
+        sweep["resolved"](config, "dit_i", {"cfg_dropuot": 0.3}, "ta")
