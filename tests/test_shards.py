@@ -15,7 +15,8 @@ from PIL import Image
 from imagenet_t2i.encode.autoencoder import PixelAutoencoder
 from imagenet_t2i.encode.images import load_rgb, preprocess, to_tensor
 from imagenet_t2i.encode.text import MiniLMEncoder
-from imagenet_t2i.io import read_json, sha256_file
+from imagenet_t2i.io import read_json, sha256_file, write_json
+from imagenet_t2i.provenance import recorded_hash
 from imagenet_t2i.shards.writer import MANIFEST, PROGRESS, UNCOND, write_shards
 
 BAD = {"img_corrupt": "corrupt", "img_truncated": "truncated", "img_missing": "missing"}
@@ -147,6 +148,22 @@ def test_rerun_is_a_no_op_and_changed_inputs_redo(tmp_path):
     assert second["fingerprint"] != first["fingerprint"]
     assert [s["sha256"] for s in second["shards"]] != [s["sha256"] for s in first["shards"]]
     assert b"A picture of" in b"".join((out / s["name"]).read_bytes() for s in second["shards"])
+
+
+def test_images_drawn_again_under_the_same_index_and_captions_redo(tmp_path):
+    """A world drawn again (objects moved) keeps its index and its AIO captions: the images' own hash, from the split's
+    provenance record when it has one, marks the shards stale, and the training state of the old ones with them."""
+    split, captions_path = make_split(tmp_path / "split", 6, bad=False)
+    out = tmp_path / "out"
+    first = write_shards(split, captions_path, out, PixelAutoencoder(), HashTextEncoder(), 8, progress=False)
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(split / "images" / "img_0003.png")
+    second = write_shards(split, captions_path, out, PixelAutoencoder(), HashTextEncoder(), 8, progress=False)
+    assert second["fingerprint"] != first["fingerprint"]
+    assert [s["sha256"] for s in second["shards"]] != [s["sha256"] for s in first["shards"]]
+    write_json(split / "provenance.json", {"outputs": {str(split): "recorded"}})  # the source stage's record
+    assert recorded_hash(split) == "recorded"  # read, not computed again
+    third = write_shards(split, captions_path, out, PixelAutoencoder(), HashTextEncoder(), 8, progress=False)
+    assert third["fingerprint"] not in (first["fingerprint"], second["fingerprint"])
 
 
 def test_interrupted_run_resumes_at_the_first_unfinished_shard(tmp_path):

@@ -123,7 +123,7 @@ def test_hyperparameters_come_from_the_config_on_resume(tiny_shards, tmp_path):
 
 def test_a_rerun_restores_removed_outputs_and_restarts_on_new_shards(tiny_shards, tmp_path):
     """Snakemake removes a rerun job's outputs: a finished state brings the evaluation checkpoints back without
-    training; a state trained on other shards (a rebuilt set) is not resumed."""
+    training; a state trained on other shards (a rebuilt set) or with another caption dropout is not resumed."""
     import json
     import shutil
 
@@ -142,6 +142,9 @@ def test_a_rerun_restores_removed_outputs_and_restarts_on_new_shards(tiny_shards
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "fingerprint": "rebuilt"}))
     fresh = Trainer(cfg, str(shards), str(out), str(state))()
     assert fresh["resumed_from"] == [] and fresh["step"] == 6
+    cfg["train"]["cfg_dropout"] = 0.3  # another recipe: the finished state would train nothing of it
+    redone = Trainer(cfg, str(shards), str(out), str(state))()
+    assert redone["resumed_from"] == [] and redone["step"] == 6
 
 
 def test_progress_lines_average_the_loss_since_the_previous_line_and_keep_train_csv_current(tiny_shards, tmp_path,

@@ -158,6 +158,17 @@ def path_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def recorded_hash(folder: str | os.PathLike) -> str:
+    """The content hash of ``folder``: the one its provenance record gives for it (written with the folder), else
+    `path_hash` computed now."""
+    record = provenance_path(folder)
+    if record.is_file():
+        outputs = json.loads(record.read_text()).get("outputs") or {}
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+    return path_hash(folder)
+
+
 def sha256_files(paths: list[str] | list[Path], workers: int = 8, desc: str = "sha256",
                  progress: bool = True) -> list[str | None]:
     """sha256 of each file (None for a missing one) on a pool of ``workers`` threads, in order, with a progress bar."""

@@ -35,6 +35,7 @@ from imagenet_t2i.encode.autoencoder import Autoencoder
 from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess, to_tensor
 from imagenet_t2i.encode.text import TextEncoder
 from imagenet_t2i.io import atomic_write, read_json, read_jsonl, sha256_file, write_json
+from imagenet_t2i.provenance import recorded_hash
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,9 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
 
     inputs = {"index": {"path": str(index_path), "sha256": sha256_file(index_path)},
               "captions": {"path": str(captions_path), "sha256": sha256_file(captions_path)}}
+    # the images' own hash too: a world drawn again (another placement) keeps its index and AIO captions
     settings = {"index_sha256": inputs["index"]["sha256"], "captions_sha256": inputs["captions"]["sha256"],
+                "images_sha256": recorded_hash(split_dir),
                 "autoencoder": autoencoder.describe(), "text_encoder": text_encoder.describe(),
                 "resolution": resolution, "shard_size": shard_size, "image_format": image_format,
                 "order_seed": order_seed, **({"resize": resize} if resize != "bicubic" else {})}

@@ -47,6 +47,9 @@ from imagenet_t2i.train.optim import Ema, make_optimizer, scheduled_lr, use_fuse
 if TYPE_CHECKING:  # the job's callable imports this module when it runs: no import back
     from imagenet_t2i.train.trainer import Trainer
 
+# Train settings that define what a run learns: a state trained under other values is not resumed. (Optimiser and EMA
+# settings come from the config on resume; steps may grow.)
+LEARNING_KEYS = ("objective", "cfg_dropout", "self_cond_rate", "cutmix", "crop")
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "images_per_s", "wall_s",
               "world_size", "per_rank_batch", "accumulation", "global_batch"]
 
@@ -124,13 +127,14 @@ class Training:
         step, nonfinite, log, resumed_from, spent_s = 0, 0, [], [], 0.0
         inputs = {"model": cfg["model"], "seed": cfg["seed"],
                   "shards": {role: read_json(self.shard_root / name / "manifest.json")["fingerprint"]
-                             for role, name in sets.items()}}
+                             for role, name in sets.items()},
+                  "train": {key: tcfg.get(key) for key in LEARNING_KEYS}}
         init_dir = self.out_dir.parent / cfg["init_from"] / "final" if cfg.get("init_from") else None
         if init_dir is not None:
             inputs["init"] = init_fingerprint(init_dir)
         state = torch.load(self._state_path(), weights_only=False, map_location="cpu") \
             if self._state_path().exists() else None
-        if state is not None and state.get("inputs") != inputs:  # trained on other shards / another model
+        if state is not None and state.get("inputs") != inputs:  # other shards, model or learning settings
             if main:
                 print(f"[{cfg['name']}] {self._state_path()} was trained on other inputs ({state.get('inputs')}): "
                       "starting again from step 0", flush=True)
