@@ -160,6 +160,9 @@ def test_images_drawn_again_under_the_same_index_and_captions_redo(tmp_path):
     second = write_shards(split, captions_path, out, PixelAutoencoder(), HashTextEncoder(), 8, progress=False)
     assert second["fingerprint"] != first["fingerprint"]
     assert [s["sha256"] for s in second["shards"]] != [s["sha256"] for s in first["shards"]]
+    (tmp_path / "split" / "notes.txt").write_text("not an image of the index")  # not hashed
+    assert write_shards(split, captions_path, out, PixelAutoencoder(), HashTextEncoder(), 8,
+                        progress=False)["fingerprint"] == second["fingerprint"]
     write_json(split / "provenance.json", {"outputs": {str(split): "recorded"}})  # the source stage's record
     assert recorded_hash(split) == "recorded"  # read, not computed again
     third = write_shards(split, captions_path, out, PixelAutoencoder(), HashTextEncoder(), 8, progress=False)

@@ -158,15 +158,14 @@ def path_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def recorded_hash(folder: str | os.PathLike) -> str:
-    """The content hash of ``folder``: the one its provenance record gives for it (written with the folder), else
-    `path_hash` computed now."""
+def recorded_hash(folder: str | os.PathLike) -> str | None:
+    """The content hash of ``folder`` its provenance record gives (written with the folder); None without one."""
     record = provenance_path(folder)
     if record.is_file():
         outputs = json.loads(record.read_text()).get("outputs") or {}
         if len(outputs) == 1:
             return next(iter(outputs.values()))
-    return path_hash(folder)
+    return None
 
 
 def sha256_files(paths: list[str] | list[Path], workers: int = 8, desc: str = "sha256",

@@ -111,6 +111,21 @@ def _check_index(records: list[dict], index_path: Path) -> None:
         seen.add(key)
 
 
+def _images_hash(split_dir: Path, records: list[dict]) -> str:
+    """The hash of the images ``records`` name: the one the split's provenance record holds, else the index's own
+    (its rows carry each image's sha256), else computed from the files (a missing one counts as missing)."""
+    recorded = recorded_hash(split_dir)
+    if recorded is not None:
+        return recorded
+    if all(isinstance(rec.get("sha256"), str) for rec in records):
+        return "index"
+    h = hashlib.sha256()
+    for rec in records:
+        path = split_dir / rec["path"]
+        h.update(f"{rec['path']}\0{sha256_file(path) if path.is_file() else 'missing'}\n".encode())
+    return h.hexdigest()
+
+
 def _load(split_dir: Path, rec: dict, resolution: int, resize: str = "bicubic") -> np.ndarray | CorruptImageError:
     try:
         return preprocess(load_rgb(split_dir / rec["path"]), resolution, resize)  # (R, R, 3) uint8
@@ -207,7 +222,7 @@ def write_shards(split_dir: str | os.PathLike, captions_path: str | os.PathLike,
               "captions": {"path": str(captions_path), "sha256": sha256_file(captions_path)}}
     # the images' own hash too: a world drawn again (another placement) keeps its index and AIO captions
     settings = {"index_sha256": inputs["index"]["sha256"], "captions_sha256": inputs["captions"]["sha256"],
-                "images_sha256": recorded_hash(split_dir),
+                "images_sha256": _images_hash(split_dir, records),
                 "autoencoder": autoencoder.describe(), "text_encoder": text_encoder.describe(),
                 "resolution": resolution, "shard_size": shard_size, "image_format": image_format,
                 "order_seed": order_seed, **({"resize": resize} if resize != "bicubic" else {})}
