@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from imagenet_t2i.code_closure import COMMAND_ENV, command_code
 from imagenet_t2i.config import config_hash
-from imagenet_t2i.io import read_jsonl, sha256_file, write_json
+from imagenet_t2i.io import read_json, read_jsonl, sha256_file, write_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parents[1]
@@ -162,7 +162,7 @@ def recorded_hash(folder: str | os.PathLike) -> str | None:
     """The content hash of ``folder`` its provenance record gives (written with the folder); None without one."""
     record = provenance_path(folder)
     if record.is_file():
-        outputs = json.loads(record.read_text()).get("outputs") or {}
+        outputs = read_json(record).get("outputs") or {}
         if len(outputs) == 1:
             return next(iter(outputs.values()))
     return None

@@ -35,7 +35,7 @@ from imagenet_t2i.encode.autoencoder import Autoencoder
 from imagenet_t2i.encode.images import CorruptImageError, load_rgb, preprocess, to_tensor
 from imagenet_t2i.encode.text import TextEncoder
 from imagenet_t2i.io import atomic_write, read_json, read_jsonl, sha256_file, write_json
-from imagenet_t2i.provenance import recorded_hash
+from imagenet_t2i.provenance import recorded_hash, sha256_files
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,10 @@ def _images_hash(split_dir: Path, records: list[dict]) -> str:
         return recorded
     if all(isinstance(rec.get("sha256"), str) for rec in records):
         return "index"
+    hashes = sha256_files([split_dir / rec["path"] for rec in records], desc="sha256 of the images", progress=False)
     h = hashlib.sha256()
-    for rec in records:
-        path = split_dir / rec["path"]
-        h.update(f"{rec['path']}\0{sha256_file(path) if path.is_file() else 'missing'}\n".encode())
+    for rec, digest in zip(records, hashes):
+        h.update(f"{rec['path']}\0{digest or 'missing'}\n".encode())
     return h.hexdigest()
 
 
